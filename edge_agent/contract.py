@@ -1,0 +1,235 @@
+"""The wire contract between nodes and central (version 1).
+
+This is the one module both sides import, so a change to the contract is a change in one place. It depends on
+pydantic only, so central can import it without pulling in OpenCV or onnxruntime.
+
+Every model is strict (``extra="forbid"``): a payload with an unknown or missing field is refused and ends up
+in central's dead-letter table rather than being half-understood.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_EVENT = "streetwatch.event/1"
+SCHEMA_STATUS = "streetwatch.status/1"
+DEFAULT_TOPIC_PREFIX = "sw/v1"
+
+_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_SHA256_RE = r"^[0-9a-f]{64}$"
+
+Identifier = Annotated[str, Field(pattern=_ID_RE, description="Letters, digits, '_', '.', '-'; 1-64 chars.")]
+Sha256Hex = Annotated[str, Field(pattern=_SHA256_RE, description="Lower-case hex SHA-256 digest.")]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class EventType(StrEnum):
+    """The violation and situation types a rule can raise (design notes, section 4)."""
+
+    ILLEGAL_STOPPING = "illegal_stopping"
+    WRONG_WAY = "wrong_way"
+    RED_LIGHT = "red_light"
+    SIDEWALK_VEHICLE = "sidewalk_vehicle"
+    SPEEDING = "speeding"
+    ILLEGAL_TURN = "illegal_turn"
+    MOTORBIKE_OVERLOAD = "motorbike_overload"
+    ENCROACHMENT = "encroachment"
+    GATHERING = "gathering"
+
+
+class Phase(StrEnum):
+    """Life-cycle of one event: a later phase reuses the same ``event_id`` and central upserts."""
+
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NormBox(_Strict):
+    """A box in normalized image coordinates (0..1), so it survives resolution changes."""
+
+    x1: Unit = Field(description="Left edge, fraction of image width.")
+    y1: Unit = Field(description="Top edge, fraction of image height.")
+    x2: Unit = Field(description="Right edge, fraction of image width.")
+    y2: Unit = Field(description="Bottom edge, fraction of image height.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NormBox:
+        if self.x2 < self.x1 or self.y2 < self.y1:
+            raise ValueError("box corners are not ordered (x2 < x1 or y2 < y1)")
+        return self
+
+
+class EventObject(_Strict):
+    """One tracked road user or object that the event is about."""
+
+    track_id: int = Field(ge=0, description="Tracker id, stable for the life of the track on this camera.")
+    label: str = Field(min_length=1, max_length=64, description="Class name, e.g. 'car'.")
+    score: Unit = Field(description="Detector confidence of the latest box.")
+    box: NormBox = Field(description="Latest box, normalized.")
+
+
+class EvidenceKind(StrEnum):
+    SNAPSHOT_ANNOTATED = "snapshot_annotated"
+    SNAPSHOT = "snapshot"
+    CLIP = "clip"
+    CROP = "crop"
+
+
+class EvidenceRef(_Strict):
+    """A reference to evidence bytes uploaded to central over HTTP, addressed by their SHA-256."""
+
+    kind: EvidenceKind = Field(description="What the bytes show.")
+    sha256: Sha256Hex = Field(description="SHA-256 of the bytes; central re-hashes on arrival.")
+    content_type: Literal["image/jpeg", "image/png", "video/mp4"] = Field(description="MIME type.")
+    size: int = Field(gt=0, le=512 * 1024 * 1024, description="Size in bytes.")
+
+
+class ModelRef(_Strict):
+    name: str = Field(min_length=1, max_length=128, description="Model file name.")
+    sha256: Sha256Hex = Field(description="SHA-256 of the model file the node ran.")
+
+
+class Event(_Strict):
+    """A rule's finding, published by a node at QoS 1 on ``{prefix}/nodes/{node}/events``."""
+
+    schema_: Literal["streetwatch.event/1"] = Field(
+        default=SCHEMA_EVENT, alias="schema", description="Contract version."
+    )
+    event_id: uuid.UUID = Field(description="UUIDv7 minted on the node; reused by later phases.")
+    node_id: Identifier = Field(description="Node that saw it.")
+    camera_id: Identifier = Field(description="Camera on that node.")
+    zone_id: Identifier = Field(description="Zone the rule watches.")
+    rule_id: Identifier = Field(description="Rule instance id within the camera config.")
+    type: EventType = Field(description="Violation type.")
+    phase: Phase = Field(description="start / update / end.")
+    started_at: AwareDatetime = Field(description="When the condition started to hold (UTC).")
+    observed_at: AwareDatetime = Field(description="Time of the frame this message describes (UTC).")
+    ended_at: AwareDatetime | None = Field(default=None, description="Set on the end phase only.")
+    objects: list[EventObject] = Field(default_factory=list, max_length=256, description="Objects involved.")
+    measurements: dict[str, float] = Field(
+        default_factory=dict, description="Named numbers, e.g. dwell_s, displacement_px, count."
+    )
+    evidence: list[EvidenceRef] = Field(default_factory=list, max_length=64, description="Evidence hashes.")
+    model: ModelRef = Field(description="Detector that produced the boxes.")
+    config_version: int = Field(ge=0, description="Version of the node config the rule ran with.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("measurements")
+    @classmethod
+    def _finite(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, number in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", key):
+                raise ValueError(f"measurement name {key!r} must be snake_case")
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError(f"measurement {key!r} is not finite")
+        return value
+
+    @model_validator(mode="after")
+    def _phase_consistent(self) -> Event:
+        if self.phase is Phase.END and self.ended_at is None:
+            raise ValueError("an end phase needs ended_at")
+        if self.phase is not Phase.END and self.ended_at is not None:
+            raise ValueError("only an end phase may carry ended_at")
+        if self.observed_at < self.started_at:
+            raise ValueError("observed_at is before started_at")
+        return self
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> Event:
+        return cls.model_validate_json(payload)
+
+
+class NodeState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class NodeStatus(_Strict):
+    """Retained on ``{prefix}/nodes/{node}/status``; the Last Will carries ``offline``."""
+
+    schema_: Literal["streetwatch.status/1"] = Field(default=SCHEMA_STATUS, alias="schema")
+    node_id: Identifier = Field(description="Node id.")
+    state: NodeState = Field(description="online or offline.")
+    at: AwareDatetime = Field(description="When the node said so (UTC).")
+    software: str = Field(default="", max_length=64, description="streetwatch version on the node.")
+    model: ModelRef | None = Field(default=None, description="Detector the node runs.")
+    config_version: int | None = Field(default=None, ge=0, description="Config version applied.")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class Topics:
+    """Topic names of the contract; one place builds them so nodes and central cannot disagree."""
+
+    def __init__(self, prefix: str = DEFAULT_TOPIC_PREFIX) -> None:
+        if not prefix or prefix.startswith("/") or prefix.endswith("/") or any(c in prefix for c in "#+"):
+            raise ValueError(f"invalid topic prefix {prefix!r}")
+        self.prefix = prefix
+
+    def events(self, node: str) -> str:
+        return f"{self.prefix}/nodes/{node}/events"
+
+    def status(self, node: str) -> str:
+        return f"{self.prefix}/nodes/{node}/status"
+
+    def heartbeat(self, node: str) -> str:
+        return f"{self.prefix}/nodes/{node}/heartbeat"
+
+    def config(self, node: str) -> str:
+        return f"{self.prefix}/nodes/{node}/config"
+
+    def config_applied(self, node: str) -> str:
+        return f"{self.prefix}/nodes/{node}/config/applied"
+
+    def cmd(self, node: str) -> str:
+        return f"{self.prefix}/nodes/{node}/cmd"
+
+    def all_events(self) -> str:
+        return f"{self.prefix}/nodes/+/events"
+
+    def all_status(self) -> str:
+        return f"{self.prefix}/nodes/+/status"
+
+    def node_of(self, topic: str) -> str | None:
+        """The node id in a topic of this prefix, or None when the topic is not one of ours."""
+        head = f"{self.prefix}/nodes/"
+        if not topic.startswith(head):
+            return None
+        node = topic[len(head) :].split("/", 1)[0]
+        return node if re.fullmatch(_ID_RE, node) else None
+
+
+def uuid7(unix_ms: int | None = None) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): time-ordered, so event ids sort by creation time in the database index."""
+    ms = int(time.time() * 1000) if unix_ms is None else unix_ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return uuid.UUID(int=value)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
