@@ -126,6 +126,11 @@ class MqttConfig(_Strict):
     port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
     username: str | None = Field(default=None, description="Username; password from STREETWATCH_MQTT_PASSWORD.")
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    protocol: Literal["3.1.1", "5"] = Field(
+        default="3.1.1",
+        description="MQTT version. 3.1.1 with a persistent session works with every broker, the embedded "
+        "amqtt included; 5 adds session expiry (Mosquitto, EMQX).",
+    )
 
 
 class AgentConfig(_Strict):
