@@ -15,12 +15,12 @@ import time
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_EVENT = "streetwatch.event/1"
-SCHEMA_STATUS = "streetwatch.status/1"
+SCHEMA_EVENT: Final = "streetwatch.event/1"
+SCHEMA_STATUS: Final = "streetwatch.status/1"
 DEFAULT_TOPIC_PREFIX = "sw/v1"
 
 _ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
