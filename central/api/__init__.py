@@ -1,0 +1,1 @@
+"""HTTP layer: JSON API, evidence upload/download, server-rendered pages and health endpoints."""

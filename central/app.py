@@ -1,0 +1,197 @@
+"""The FastAPI application: wiring of settings, database, stores, MQTT and routes.
+
+``create_app`` only builds objects; everything that touches the outside world (migrations, the admin
+bootstrap, the embedded broker, the MQTT connection) happens in the lifespan, so importing or constructing the
+app is cheap and a failed start cleans up what it had started.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from central import __version__
+from central.api import routes_api, routes_evidence, routes_health, routes_web
+from central.api.deps import LoginRequiredError
+from central.broker import EmbeddedBroker
+from central.context import Central
+from central.db import migrate
+from central.db.session import Database
+from central.evidence import EvidenceStore
+from central.ingest import Ingestor
+from central.mqtt import MqttSubscriber
+from central.settings import Settings, generate_secret_key
+from central.users import bootstrap_admin
+from edge_agent.contract import Topics, utcnow
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SESSION_COOKIE = "streetwatch_session"
+EMBEDDED_CONNECT_TIMEOUT_S = 10.0
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+    ),
+}
+
+
+class SecurityHeadersMiddleware:
+    """Adds conservative browser security headers to every response (pure ASGI: no body buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def start_services(central: Central) -> None:
+    """Migrate, bootstrap the admin, then start the embedded broker and the MQTT subscriber (blocking)."""
+    settings = central.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.evidence_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.database_url)
+    with central.db.session() as session:
+        bootstrap_admin(
+            session, settings.admin_user, settings.admin_password.get_secret_value(), central.clock()
+        )
+    if not settings.mqtt_enabled:
+        log.info("MQTT ingest disabled in this process (STREETWATCH_MQTT_ENABLED=false)")
+        return
+    if settings.mqtt_host is None:
+        central.broker = EmbeddedBroker(settings.embedded_mqtt_host, settings.embedded_mqtt_port)
+        central.broker.start()
+        host, port = _connect_address(settings.embedded_mqtt_host), settings.embedded_mqtt_port
+    else:
+        host, port = settings.mqtt_host, settings.mqtt_port
+    central.subscriber = MqttSubscriber(
+        central.ingestor,
+        central.topics,
+        host=host,
+        port=port,
+        client_id=settings.effective_mqtt_client_id,
+        username=settings.mqtt_username,
+        password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+    )
+    central.subscriber.start()
+    if central.broker is not None and not central.subscriber.wait_connected(EMBEDDED_CONNECT_TIMEOUT_S):
+        log.warning("MQTT: not yet subscribed to the embedded broker; still trying in the background")
+
+
+def stop_services(central: Central) -> None:
+    """Stop the subscriber, then the broker, then close the database; each step runs even if one fails."""
+    steps: list[tuple[str, Callable[[], None] | None]] = [
+        ("MQTT subscriber", central.subscriber.stop if central.subscriber else None),
+        ("embedded broker", central.broker.stop if central.broker else None),
+        ("database", central.db.dispose),
+    ]
+    for name, stop in steps:
+        if stop is None:
+            continue
+        try:
+            stop()
+        except Exception:
+            log.exception("stopping the %s failed", name)
+    central.subscriber = None
+    central.broker = None
+
+
+def _connect_address(bind_host: str) -> str:
+    """Where a local client reaches a broker bound to ``bind_host`` (wildcard binds: via loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind_host, bind_host)
+
+
+def _session_secret(settings: Settings) -> str:
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    log.warning(
+        "STREETWATCH_SECRET_KEY is not set: using a random key for this process, so logins do not survive a "
+        "restart and several replicas cannot share sessions"
+    )
+    return generate_secret_key()
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """Build the central app; services start in its lifespan (``with TestClient(app)`` or uvicorn)."""
+    settings = settings if settings is not None else Settings()  # required fields come from the environment
+    topics = Topics(settings.topic_prefix)
+    db = Database(settings.database_url)
+    central = Central(
+        settings=settings,
+        db=db,
+        topics=topics,
+        ingestor=Ingestor(db, topics, clock=clock),
+        evidence=EvidenceStore(settings.evidence_dir, max_bytes=settings.max_evidence_bytes, clock=clock),
+        clock=clock,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await run_in_threadpool(start_services, central)
+        except BaseException:
+            await run_in_threadpool(stop_services, central)
+            raise
+        log.info("central %s started", __version__)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(stop_services, central)
+            log.info("central stopped")
+
+    app = FastAPI(
+        title="streetwatch central",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads from a CDN; sites may have no internet. Schema below.
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.central = central
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=_session_secret(settings),
+        session_cookie=SESSION_COOKIE,
+        max_age=settings.session_max_age_s,
+        same_site="lax",
+        https_only=settings.session_cookie_secure,
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.include_router(routes_health.router)
+    app.include_router(routes_api.router)
+    app.include_router(routes_evidence.router)
+    app.include_router(routes_web.router)
+
+    @app.exception_handler(LoginRequiredError)
+    async def _redirect_to_login(request: Request, exc: LoginRequiredError) -> RedirectResponse:
+        return RedirectResponse(exc.location, status_code=303)
+
+    return app

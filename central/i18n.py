@@ -1,0 +1,170 @@
+"""Page strings in English and Vietnamese.
+
+A plain dictionary is enough for a few dozen strings and keeps translators away from gettext tooling; a
+missing Vietnamese string falls back to English rather than showing a key. The language is picked with
+``?lang=vi|en`` and remembered in the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+from edge_agent.contract import EventType
+
+DEFAULT_LANG = "en"
+LANGUAGES = ("en", "vi")
+SESSION_KEY = "lang"
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "app_name": "Streetwatch",
+        "login": "Log in",
+        "logout": "Log out",
+        "username": "Username",
+        "password": "Password",
+        "login_failed": "Wrong username or password.",
+        "review_queue": "Review queue",
+        "status": "Status",
+        "type": "Type",
+        "all": "All",
+        "pending": "Pending",
+        "confirmed": "Confirmed",
+        "dismissed": "Dismissed",
+        "filter": "Filter",
+        "camera": "Camera",
+        "zone": "Zone",
+        "node": "Node",
+        "rule": "Rule",
+        "started": "Started",
+        "ended": "Ended",
+        "phase": "Phase",
+        "dwell": "Dwell",
+        "snapshot": "Snapshot",
+        "snapshot_pending": "snapshot pending",
+        "no_events": "No events match.",
+        "open": "Open",
+        "event": "Event",
+        "objects": "Objects",
+        "measurements": "Measurements",
+        "evidence": "Evidence",
+        "decisions": "Decisions",
+        "no_decisions": "No decisions yet.",
+        "decision": "Decision",
+        "reason": "Reason",
+        "reason_hint": "Required to dismiss",
+        "confirm": "Confirm",
+        "dismiss": "Dismiss",
+        "escalate": "Escalate",
+        "by": "by",
+        "back_to_queue": "Back to the queue",
+        "label": "Label",
+        "score": "Score",
+        "track": "Track",
+        "model": "Model",
+        "config_version": "Config version",
+        "received": "Received",
+        "not_uploaded": "not uploaded yet",
+        "error_reason_required": "A dismissal needs a reason.",
+        "error_reason_too_long": "The reason is too long.",
+        "error_bad_decision": "Unknown decision.",
+        "error_bad_status": "Unknown status filter.",
+        "error_bad_type": "Unknown event type.",
+        "error_bad_limit": "Invalid limit.",
+        "error_forbidden": "Your role may not decide on events.",
+        "error_csrf": "The form expired; reload the page and try again.",
+        "not_found": "Not found.",
+        "language": "Language",
+    },
+    "vi": {
+        "app_name": "Streetwatch",
+        "login": "Đăng nhập",
+        "logout": "Đăng xuất",
+        "username": "Tên đăng nhập",
+        "password": "Mật khẩu",
+        "login_failed": "Sai tên đăng nhập hoặc mật khẩu.",
+        "review_queue": "Hàng chờ xem xét",
+        "status": "Trạng thái",
+        "type": "Loại",
+        "all": "Tất cả",
+        "pending": "Chờ xử lý",
+        "confirmed": "Đã xác nhận",
+        "dismissed": "Đã bác bỏ",
+        "filter": "Lọc",
+        "camera": "Camera",
+        "zone": "Vùng",
+        "node": "Nút",
+        "rule": "Quy tắc",
+        "started": "Bắt đầu",
+        "ended": "Kết thúc",
+        "phase": "Giai đoạn",
+        "dwell": "Thời gian dừng",
+        "snapshot": "Ảnh chụp",
+        "snapshot_pending": "ảnh đang chờ tải lên",
+        "no_events": "Không có sự kiện phù hợp.",
+        "open": "Mở",
+        "event": "Sự kiện",
+        "objects": "Đối tượng",
+        "measurements": "Số đo",
+        "evidence": "Bằng chứng",
+        "decisions": "Quyết định",
+        "no_decisions": "Chưa có quyết định.",
+        "decision": "Quyết định",
+        "reason": "Lý do",
+        "reason_hint": "Bắt buộc khi bác bỏ",
+        "confirm": "Xác nhận",
+        "dismiss": "Bác bỏ",
+        "escalate": "Chuyển cấp trên",
+        "by": "bởi",
+        "back_to_queue": "Quay lại hàng chờ",
+        "label": "Nhãn",
+        "score": "Độ tin cậy",
+        "track": "Mã theo dõi",
+        "model": "Mô hình",
+        "config_version": "Phiên bản cấu hình",
+        "received": "Đã nhận",
+        "not_uploaded": "chưa được tải lên",
+        "error_reason_required": "Cần nhập lý do khi bác bỏ.",
+        "error_reason_too_long": "Lý do quá dài.",
+        "error_bad_decision": "Quyết định không hợp lệ.",
+        "error_bad_status": "Bộ lọc trạng thái không hợp lệ.",
+        "error_bad_type": "Loại sự kiện không hợp lệ.",
+        "error_bad_limit": "Giới hạn không hợp lệ.",
+        "error_forbidden": "Vai trò của bạn không được quyết định sự kiện.",
+        "error_csrf": "Biểu mẫu đã hết hạn; hãy tải lại trang và thử lại.",
+        "not_found": "Không tìm thấy.",
+        "language": "Ngôn ngữ",
+        "illegal_stopping": "Dừng đỗ sai quy định",
+        "wrong_way": "Đi ngược chiều",
+        "red_light": "Vượt đèn đỏ",
+        "sidewalk_vehicle": "Xe trên vỉa hè",
+        "speeding": "Chạy quá tốc độ",
+        "illegal_turn": "Rẽ sai quy định",
+        "motorbike_overload": "Xe máy chở quá số người",
+        "encroachment": "Lấn chiếm vỉa hè",
+        "gathering": "Tụ tập đông người",
+    },
+}
+
+# English labels of event types are derived from their ids (illegal_stopping -> "Illegal stopping").
+for _event_type in EventType:
+    MESSAGES["en"].setdefault(_event_type.value, _event_type.value.replace("_", " ").capitalize())
+
+
+def translate(lang: str, key: str) -> str:
+    """The string for ``key`` in ``lang``, falling back to English, then to the key itself."""
+    return MESSAGES.get(lang, {}).get(key) or MESSAGES[DEFAULT_LANG].get(key) or key
+
+
+def choose_language(session: MutableMapping[str, Any], requested: str | None) -> str:
+    """Apply a ``?lang=`` request (remembered in the session) and return the language to render."""
+    if requested in LANGUAGES:
+        session[SESSION_KEY] = requested
+        return requested
+    current = session.get(SESSION_KEY)
+    return current if current in LANGUAGES else DEFAULT_LANG
+
+
+def translator(lang: str) -> Callable[[str], str]:
+    """A one-argument ``t(key)`` for templates."""
+    return lambda key: translate(lang, key)

@@ -1,0 +1,1 @@
+"""Alembic migrations of central's database; run programmatically by ``central.db.migrate``."""

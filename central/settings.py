@@ -1,0 +1,192 @@
+"""Central's configuration, read from ``STREETWATCH_*`` environment variables.
+
+Every field is typed and described so that ``streetwatch-central`` can tell an operator exactly which variable
+is missing or wrong instead of starting half-configured. Secrets that protect officers' evidence (the admin
+password, the node upload token) have no defaults on purpose: a deployment that forgot them must not start
+with a well-known value.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edge_agent.contract import DEFAULT_TOPIC_PREFIX, Topics
+
+ENV_PREFIX = "STREETWATCH_"
+
+# Passwords that show up first in every credential-stuffing list; refusing them is cheap insurance.
+_WEAK_PASSWORDS = frozenset(
+    {
+        "admin",
+        "admin123",
+        "admin1234",
+        "administrator",
+        "changeme",
+        "changethis",
+        "change-me",
+        "default",
+        "letmein",
+        "password",
+        "password1",
+        "password123",
+        "qwerty123",
+        "secret",
+        "streetwatch",
+        "12345678",
+        "123456789",
+        "1234567890",
+    }
+)
+MIN_ADMIN_PASSWORD_LENGTH = 8
+MIN_SECRET_KEY_LENGTH = 32
+MIN_NODE_TOKEN_LENGTH = 16
+
+
+class Settings(BaseSettings):
+    """All knobs of the central server; see each field's description (also shown by config errors)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    database_url: str = Field(
+        default="sqlite:///var/central/streetwatch.db",
+        description=(
+            "SQLAlchemy URL of the database. SQLite paths are relative to the working directory and their "
+            "parent folder is created; use postgresql+psycopg://user:pass@host/db in production."
+        ),
+    )
+    data_dir: Path = Field(
+        default=Path("var/central"),
+        description="Folder for central's files; evidence bytes live under <data_dir>/evidence.",
+    )
+    mqtt_enabled: bool = Field(
+        default=True,
+        description=(
+            "Run the MQTT ingest subscriber in this process. Turn off for API-only replicas behind a load "
+            "balancer, where separate ingest workers consume the broker."
+        ),
+    )
+    mqtt_host: str | None = Field(
+        default=None,
+        description="Host of the MQTT broker to ingest from. Unset: start an embedded broker in-process.",
+    )
+    mqtt_port: int = Field(default=1883, ge=1, le=65535, description="Port of the external MQTT broker.")
+    embedded_mqtt_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of the embedded broker (anonymous access, so keep it on loopback).",
+    )
+    embedded_mqtt_port: int = Field(
+        default=1883, ge=1, le=65535, description="Bind port of the embedded broker."
+    )
+    mqtt_username: str | None = Field(default=None, description="Username central uses on the broker.")
+    mqtt_password: SecretStr | None = Field(default=None, description="Password central uses on the broker.")
+    mqtt_client_id: str | None = Field(
+        default=None,
+        description=(
+            "MQTT client id. Must be stable across restarts so the broker keeps central's persistent session "
+            "(QoS 1 events queued while central was down). Unset: central-<hostname>."
+        ),
+    )
+    topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, description="Topic prefix of the wire contract.")
+    admin_user: str = Field(
+        default="admin",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.@-]+$",
+        description="Username of the bootstrap administrator, created or updated at every start.",
+    )
+    admin_password: SecretStr = Field(
+        description=(
+            f"Password of the bootstrap administrator (required; at least {MIN_ADMIN_PASSWORD_LENGTH} "
+            "characters, not an obvious default). Stored only as an argon2 hash."
+        ),
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            f"Key that signs session cookies (at least {MIN_SECRET_KEY_LENGTH} characters). Unset: a random "
+            "key per process, so logins do not survive a restart and replicas cannot share sessions."
+        ),
+    )
+    session_cookie_secure: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure (send it over HTTPS only); turn on behind TLS.",
+    )
+    session_max_age_s: int = Field(
+        default=12 * 3600, ge=60, description="Lifetime of a login session in seconds (one shift by default)."
+    )
+    node_token: SecretStr = Field(
+        description=(
+            f"Bearer token nodes present when uploading evidence (required; at least {MIN_NODE_TOKEN_LENGTH} "
+            "characters). One shared token until per-node enrollment exists."
+        ),
+    )
+    max_evidence_bytes: int = Field(
+        default=50 * 1024 * 1024, gt=0, description="Largest evidence upload accepted, in bytes."
+    )
+
+    @field_validator("admin_password")
+    @classmethod
+    def _strong_admin_password(cls, value: SecretStr) -> SecretStr:
+        password = value.get_secret_value()
+        if len(password) < MIN_ADMIN_PASSWORD_LENGTH:
+            raise ValueError(f"must be at least {MIN_ADMIN_PASSWORD_LENGTH} characters long")
+        if password.strip().lower() in _WEAK_PASSWORDS:
+            raise ValueError("is an obvious default password; choose a real one")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_KEY_LENGTH} characters (try: python -c "
+                "'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
+    @field_validator("node_token")
+    @classmethod
+    def _long_node_token(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_NODE_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_NODE_TOKEN_LENGTH} characters long")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        Topics(value)  # raises ValueError with the reason
+        return value
+
+    @property
+    def evidence_dir(self) -> Path:
+        """Where evidence bytes are stored (content-addressed by SHA-256)."""
+        return self.data_dir / "evidence"
+
+    @property
+    def effective_mqtt_client_id(self) -> str:
+        """The configured client id, or ``central-<hostname>`` so restarts resume the same session."""
+        return self.mqtt_client_id or f"central-{socket.gethostname()}"
+
+
+def env_var_name(field: str) -> str:
+    """The environment variable that sets ``field`` (used in error messages)."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def unknown_env_vars(environ: Mapping[str, str]) -> list[str]:
+    """``STREETWATCH_*`` variables that match no setting (pydantic-settings ignores them; usually a typo)."""
+    known = {env_var_name(name) for name in Settings.model_fields}
+    return sorted(
+        name for name in environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    )
+
+
+def generate_secret_key() -> str:
+    """A fresh random session-signing key for a process that was not given one."""
+    return secrets.token_urlsafe(48)
