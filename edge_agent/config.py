@@ -41,11 +41,11 @@ class ZoneConfig(_Strict):
         for i, (x, y) in enumerate(pts):
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
                 raise ValueError(f"vertex {i} ({x}, {y}) lies outside the frame; use normalized 0..1")
-        if polygon_area(pts) < 1e-6:
-            raise ValueError("polygon has no area (collinear or repeated vertices)")
         crossing = self_intersection(pts)
         if crossing is not None:
             raise ValueError(f"polygon is self-intersecting: edges {crossing[0]} and {crossing[1]} cross")
+        if polygon_area(pts) < 1e-6:
+            raise ValueError("polygon has no area (collinear or repeated vertices)")
         return pts
 
 
@@ -108,7 +108,13 @@ class ModelConfig(_Strict):
     input_size: int | None = Field(
         default=None, description="Square input size; None reads it from the model (fixed axes or metadata)."
     )
-    conf_threshold: float = Field(default=0.25, gt=0.0, lt=1.0, description="Minimum class score kept.")
+    conf_threshold: float = Field(
+        default=0.1,
+        gt=0.0,
+        lt=1.0,
+        description="Minimum class score kept. Low (0.1, as Ultralytics' tracking mode) because the tracker's "
+        "second association uses low-score boxes to keep occluded objects; new tracks need 0.25.",
+    )
     iou_threshold: float = Field(default=0.45, gt=0.0, lt=1.0, description="Per-class NMS IoU threshold.")
     classes: list[str] | None = Field(default=None, description="Keep only these class names (None: all).")
     threads: int = Field(default=0, ge=0, le=64, description="onnxruntime intra-op threads (0: runtime default).")

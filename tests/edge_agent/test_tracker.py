@@ -117,14 +117,14 @@ def test_low_score_detection_continues_a_track_but_never_starts_one():
     assert ids(out) == [1]
     # Occluded: the score drops below high_thresh; the second association keeps the id.
     for i, t in enumerate((0.4, 0.6, 0.8)):
-        out = tracker.update(dets(box(104 + 2 * i, 100, score=0.3)), t)
+        out = tracker.update(dets(box(104 + 2 * i, 100, score=0.15)), t)
         assert ids(out) == [1]
-        assert out[0].score == pytest.approx(0.3)
+        assert out[0].score == pytest.approx(0.15)
         assert out[0].time_since_update == 0
     # A lone low-score box elsewhere never becomes a track, however long it stays.
     lone = ByteTracker()
     for f in range(20):
-        assert lone.update(dets(box(500, 500, score=0.3)), f * 0.2) == []
+        assert lone.update(dets(box(500, 500, score=0.15)), f * 0.2) == []
     assert lone.live_count == 0
 
 
@@ -237,7 +237,7 @@ def test_invalid_parameters_are_refused():
     with pytest.raises(ValueError):
         ByteTracker(low_thresh=0.6, high_thresh=0.5)
     with pytest.raises(ValueError):
-        ByteTracker(new_track_thresh=0.4)
+        ByteTracker(new_track_thresh=0.2)
     with pytest.raises(ValueError):
         ByteTracker(min_hits=0)
 
