@@ -49,7 +49,11 @@ class Agent:
             for frame in source.frames():
                 if pipeline is None:
                     pipeline = CameraPipeline(
-                        cam, (frame.width, frame.height), self.detector.detect, ctx, self.store,
+                        cam,
+                        (frame.width, frame.height),
+                        self.detector.detect,
+                        ctx,
+                        self.store,
                         self.publisher.submit,
                     )
                     self.pipelines[cam.id] = pipeline
@@ -73,7 +77,10 @@ class Agent:
             t.start()
         log.info(
             "agent %s running %d camera(s) with %s (%s)",
-            self.cfg.node_id, len(threads), self.model_ref.name, self.model_ref.sha256[:12],
+            self.cfg.node_id,
+            len(threads),
+            self.model_ref.name,
+            self.model_ref.sha256[:12],
         )
         last = time.monotonic()
         while any(t.is_alive() for t in threads):
@@ -92,11 +99,21 @@ class Agent:
             ms = s.detect_ms_total / s.frames_detected if s.frames_detected else 0.0
             log.info(
                 "camera %s: frames %d, detected %d (%.0f ms avg), findings %d, events %s",
-                cam_id, s.frames_seen, s.frames_detected, ms, s.findings, s.events_by_phase,
+                cam_id,
+                s.frames_seen,
+                s.frames_detected,
+                ms,
+                s.findings,
+                s.events_by_phase,
             )
         d = self.publisher.stats
         log.info(
             "delivery: queued %d, published %d, uploads %d, retries %d/%d, pending %d, mqtt %s",
-            d.queued, d.published, d.uploads, d.upload_retries, d.publish_retries, self.publisher.pending,
+            d.queued,
+            d.published,
+            d.uploads,
+            d.upload_retries,
+            d.publish_retries,
+            self.publisher.pending,
             "connected" if d.connected else "disconnected",
         )

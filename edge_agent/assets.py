@@ -138,7 +138,7 @@ def download_file(url: str, dest: Path, sha256: str, log: Log = _stderr) -> bool
     tmp_path = dest.with_name(f".part-{dest.name}")
     log(f"  download {url}")
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp, tmp_path.open("wb") as out:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=60) as resp, tmp_path.open("wb") as out:
             shutil.copyfileobj(resp, out)
     except OSError as err:
         tmp_path.unlink(missing_ok=True)
@@ -180,7 +180,7 @@ def export_official(entry: ModelEntry, dest: Path, log: Log = _stderr) -> Path:
     """
     try:
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        from ultralytics import YOLO  # type: ignore[attr-defined]
+        from ultralytics import YOLO
     except ImportError as err:
         raise AssetError("--export needs the export extra: pip install 'streetwatch[export]'") from err
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edge_agent.types import Frame
 
@@ -122,7 +123,11 @@ class VideoSource:
                     self.stats.frames += 1
                     self.stats.last_frame_mono = start_mono + pos_s
                     yield Frame(
-                        self.camera_id, index, image, start_mono + pos_s, start_wall + timedelta(seconds=pos_s)
+                        self.camera_id,
+                        index,
+                        np.asarray(image, dtype=np.uint8),
+                        start_mono + pos_s,
+                        start_wall + timedelta(seconds=pos_s),
                     )
                     index += 1
             finally:
@@ -142,7 +147,7 @@ class VideoSource:
             cap = self._open()
             if cap is None:
                 self.stats.reconnects += 1
-                delay = min(self._max_backoff_s, backoff) * random.uniform(0.5, 1.0)  # noqa: S311
+                delay = min(self._max_backoff_s, backoff) * random.uniform(0.5, 1.0)
                 log.warning("camera %s: cannot open stream, retry in %.1fs", self.camera_id, delay)
                 self._stop.wait(delay)
                 backoff *= 2
@@ -158,7 +163,9 @@ class VideoSource:
                     now = self._clock()
                     self.stats.frames += 1
                     self.stats.last_frame_mono = now
-                    yield Frame(self.camera_id, index, image, now, datetime.now(UTC))
+                    yield Frame(
+                        self.camera_id, index, np.asarray(image, dtype=np.uint8), now, datetime.now(UTC)
+                    )
                     index += 1
             finally:
                 cap.release()

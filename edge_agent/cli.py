@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upload drowns the agent's own
     try:
         cfg = load_config(args.config)
     except ConfigError as err:
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             print(f"streetwatch-agent: {args.config}: {err}", file=sys.stderr)
             return EXIT_CONFIG
-        print(f"ok: {len(cfg.cameras)} camera(s), model {det.model_name} ({det.input_size}px, {len(det.names)} classes)")
+        print(
+            f"ok: {len(cfg.cameras)} camera(s), model {det.model_name} ({det.input_size}px, {len(det.names)} classes)"
+        )
         return 0
 
     from edge_agent.agent import Agent

@@ -58,7 +58,9 @@ class IllegalStoppingRuleConfig(_Strict):
     classes: list[str] = Field(
         default=list(VEHICLE_CLASSES), min_length=1, description="Detector class names the rule applies to."
     )
-    min_dwell_s: float = Field(default=30.0, gt=0.0, le=86_400.0, description="Seconds stationary before start.")
+    min_dwell_s: float = Field(
+        default=30.0, gt=0.0, le=86_400.0, description="Seconds stationary before start."
+    )
     max_radius: float = Field(
         default=0.03,
         gt=0.0,
@@ -66,13 +68,22 @@ class IllegalStoppingRuleConfig(_Strict):
         description="How far (fraction of frame width) the anchor may wander and still count as stationary.",
     )
     inertia_frames: int = Field(
-        default=3, ge=1, le=100, description="Consecutive frames needed to enter or leave the zone (debounce)."
+        default=3,
+        ge=1,
+        le=100,
+        description="Consecutive frames needed to enter or leave the zone (debounce).",
     )
     end_grace_s: float = Field(
-        default=3.0, ge=0.0, le=600.0, description="Seconds a stopped vehicle may be unseen before the event ends."
+        default=3.0,
+        ge=0.0,
+        le=600.0,
+        description="Seconds a stopped vehicle may be unseen before the event ends.",
     )
     cooldown_s: float = Field(
-        default=60.0, ge=0.0, le=86_400.0, description="After an event ends, seconds before the same track re-fires."
+        default=60.0,
+        ge=0.0,
+        le=86_400.0,
+        description="After an event ends, seconds before the same track re-fires.",
     )
 
 
@@ -83,9 +94,13 @@ class CameraConfig(_Strict):
     id: Identifier = Field(description="Camera id, unique on the node.")
     name: str = Field(default="", max_length=128, description="Human name, e.g. the street corner.")
     source: str = Field(min_length=1, description="Video file path, rtsp:// or http(s):// URL.")
-    realtime: bool = Field(default=True, description="Replay files at their own frame rate (False: as fast as possible).")
+    realtime: bool = Field(
+        default=True, description="Replay files at their own frame rate (False: as fast as possible)."
+    )
     loop: bool = Field(default=False, description="Restart a file source at its end (demo).")
-    detect_fps: float = Field(default=5.0, gt=0.0, le=60.0, description="Detector runs per second on this camera.")
+    detect_fps: float = Field(
+        default=5.0, gt=0.0, le=60.0, description="Detector runs per second on this camera."
+    )
     zones: list[ZoneConfig] = Field(default_factory=list, description="Zones drawn on this camera.")
     rules: list[RuleConfig] = Field(default_factory=list, description="Rules evaluated on this camera.")
 
@@ -117,7 +132,9 @@ class ModelConfig(_Strict):
     )
     iou_threshold: float = Field(default=0.45, gt=0.0, lt=1.0, description="Per-class NMS IoU threshold.")
     classes: list[str] | None = Field(default=None, description="Keep only these class names (None: all).")
-    threads: int = Field(default=0, ge=0, le=64, description="onnxruntime intra-op threads (0: runtime default).")
+    threads: int = Field(
+        default=0, ge=0, le=64, description="onnxruntime intra-op threads (0: runtime default)."
+    )
 
     @field_validator("input_size")
     @classmethod
@@ -130,7 +147,9 @@ class ModelConfig(_Strict):
 class MqttConfig(_Strict):
     host: str = Field(default="127.0.0.1", description="Broker host.")
     port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
-    username: str | None = Field(default=None, description="Username; password from STREETWATCH_MQTT_PASSWORD.")
+    username: str | None = Field(
+        default=None, description="Username; password from STREETWATCH_MQTT_PASSWORD."
+    )
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive in seconds.")
     protocol: Literal["3.1.1", "5"] = Field(
         default="3.1.1",
@@ -144,11 +163,15 @@ class AgentConfig(_Strict):
     config_version: int = Field(default=1, ge=0, description="Version of this config, reported with events.")
     topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, description="MQTT topic prefix.")
     central_url: str = Field(
-        default="http://127.0.0.1:8000", pattern=r"^https?://", description="Central base URL for evidence upload."
+        default="http://127.0.0.1:8000",
+        pattern=r"^https?://",
+        description="Central base URL for evidence upload.",
     )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
     model: ModelConfig = Field(description="Detector.")
-    evidence_dir: Path = Field(default=Path("var/agent/evidence"), description="Local copy of evidence files.")
+    evidence_dir: Path = Field(
+        default=Path("var/agent/evidence"), description="Local copy of evidence files."
+    )
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16, description="Cameras of this cluster.")
 
     @model_validator(mode="after")
@@ -188,7 +211,9 @@ def load_config(path: Path) -> AgentConfig:
     if not model.path.is_absolute():
         model = model.model_copy(update={"path": (base / model.path).resolve()})
     cameras = [
-        c.model_copy(update={"source": str((base / c.source).resolve())}) if _is_relative_file(c.source) else c
+        c.model_copy(update={"source": str((base / c.source).resolve())})
+        if _is_relative_file(c.source)
+        else c
         for c in cfg.cameras
     ]
     evidence_dir = cfg.evidence_dir if cfg.evidence_dir.is_absolute() else (base / cfg.evidence_dir).resolve()

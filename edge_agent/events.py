@@ -16,7 +16,9 @@ def _clip01(v: float) -> float:
 
 def normalize_box(obj: TrackSnapshot, width: int, height: int) -> NormBox:
     x1, y1, x2, y2 = (float(v) for v in obj.xyxy)
-    return NormBox(x1=_clip01(x1 / width), y1=_clip01(y1 / height), x2=_clip01(x2 / width), y2=_clip01(y2 / height))
+    return NormBox(
+        x1=_clip01(x1 / width), y1=_clip01(y1 / height), x2=_clip01(x2 / width), y2=_clip01(y2 / height)
+    )
 
 
 @dataclass(frozen=True, slots=True)

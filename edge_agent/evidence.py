@@ -79,7 +79,9 @@ class EvidenceStore:
             tmp = path.with_name(f".{digest}.part")
             tmp.write_bytes(data)
             os.replace(tmp, path)
-        ref = EvidenceRef(kind=kind, sha256=digest, content_type=content_type, size=len(data))  # type: ignore[arg-type]
+        ref = EvidenceRef.model_validate(
+            {"kind": kind, "sha256": digest, "content_type": content_type, "size": len(data)}
+        )
         return EvidenceFile(ref, path)
 
     def path_of(self, sha256: str) -> Path:

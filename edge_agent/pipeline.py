@@ -99,7 +99,9 @@ class CameraPipeline:
         if finding.phase is Phase.START:
             files = (self._snapshot(finding, frame),)
         event = self.builder.build(finding, frame, [f.ref for f in files])
-        self.stats.events_by_phase[finding.phase.value] = self.stats.events_by_phase.get(finding.phase.value, 0) + 1
+        self.stats.events_by_phase[finding.phase.value] = (
+            self.stats.events_by_phase.get(finding.phase.value, 0) + 1
+        )
         self.sink(event, files)
         return event
 

@@ -7,6 +7,7 @@ uplink never stalls detection. This version keeps the queue in memory; the durab
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -19,8 +20,8 @@ from dataclasses import dataclass, field
 import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent import __version__
@@ -89,7 +90,9 @@ class Publisher:
         )
         if cfg.mqtt.username:
             self.client.username_pw_set(cfg.mqtt.username, os.environ.get(MQTT_PASSWORD_ENV))
-        self.client.will_set(self.topics.status(cfg.node_id), self._status(NodeState.OFFLINE), qos=1, retain=True)
+        self.client.will_set(
+            self.topics.status(cfg.node_id), self._status(NodeState.OFFLINE), qos=1, retain=True
+        )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.reconnect_delay_set(1, 120)
@@ -114,23 +117,30 @@ class Publisher:
         self.stats.connects += 1
         self.stats.connected = True
         log.info("mqtt connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
-        client.publish(self.topics.status(self.cfg.node_id), self._status(NodeState.ONLINE), qos=1, retain=True)
+        client.publish(
+            self.topics.status(self.cfg.node_id), self._status(NodeState.ONLINE), qos=1, retain=True
+        )
         self._connected.set()
 
     def _on_disconnect(
         self, _c: mqtt.Client, _ud: object, _flags: object, rc: ReasonCode, _props: Properties | None
     ) -> None:
-        self.stats.disconnects += 1
         self.stats.connected = False
         self._connected.clear()
+        if self._stop.is_set() and not rc.is_failure:
+            log.info("mqtt disconnected at shutdown")
+            return
+        self.stats.disconnects += 1
         log.warning("mqtt disconnected (%s); paho reconnects with backoff", rc)
 
     def start(self) -> None:
         m = self.cfg.mqtt
         if m.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 24 * 3600
-            self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s, clean_start=False, properties=props)
+            self.client.connect_async(
+                m.host, m.port, keepalive=m.keepalive_s, clean_start=False, properties=props
+            )
         else:
             self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
         self.client.loop_start()
@@ -156,7 +166,7 @@ class Publisher:
 
     def _deliver(self, item: Outgoing) -> None:
         for f in item.files:
-            self._retry(lambda f=f: self._upload(f), "upload", item)
+            self._retry(functools.partial(self._upload, f), "upload", item)
         payload = item.event.to_json()
         topic = self.topics.events(self.cfg.node_id)
         self._retry(lambda: self._publish(topic, payload), "publish", item)
@@ -164,7 +174,10 @@ class Publisher:
         self.stats.by_type[item.event.type.value] = self.stats.by_type.get(item.event.type.value, 0) + 1
         log.info(
             "event %s %s %s delivered (camera %s, zone %s)",
-            item.event.event_id, item.event.type.value, item.event.phase.value, item.event.camera_id,
+            item.event.event_id,
+            item.event.type.value,
+            item.event.phase.value,
+            item.event.camera_id,
             item.event.zone_id,
         )
 
@@ -182,8 +195,10 @@ class Publisher:
                 if self._stop.is_set():
                     log.error("giving up %s of event %s at shutdown: %s", what, item.event.event_id, err)
                     raise
-                delay = min(120.0, backoff) * random.uniform(0.5, 1.0)  # noqa: S311
-                log.warning("%s of event %s failed (%s); retry in %.1fs", what, item.event.event_id, err, delay)
+                delay = min(120.0, backoff) * random.uniform(0.5, 1.0)
+                log.warning(
+                    "%s of event %s failed (%s); retry in %.1fs", what, item.event.event_id, err, delay
+                )
                 self._sleep(delay)
                 backoff *= 2
 

@@ -94,8 +94,8 @@ class ByteTracker:
         MOT17 ones (0.5 / 0.1 / 0.6): the int8 YOLO models score parked, partly occluded cars at 0.3-0.5, and
         with 0.6 such a car never became a track on the real kerbside clip.
 
-        ``match_iou``, ``low_match_iou`` and ``tentative_match_iou`` are the minimum similarities (IoU, times
-        the detection score where ``fuse_score``) for the first, second and tentative associations.
+        ``match_iou``, ``low_match_iou`` and ``tentative_match_iou`` are the minimum IoU for the first, second
+        and tentative associations; with ``fuse_score`` the assignment prefers pairs by IoU times score.
         ``class_mismatch_cost`` is added to the matching cost of a track/detection pair of different classes.
         ``min_hits`` is how many matched frames a track needs before it is returned (confirmed).
         """
@@ -211,14 +211,16 @@ class ByteTracker:
         if n == 0 or k == 0:
             return [], list(range(n)), np.arange(k, dtype=np.intp)
         track_boxes = _xyah_to_xyxy(np.stack([t.mean[:4] for t in tracklets]))
-        sim = _iou(track_boxes, boxes[det_idx])
-        if fuse:
-            sim = sim * scores[det_idx][None, :]
+        iou = _iou(track_boxes, boxes[det_idx])
+        # The gate is geometric; score fusion and the class preference only rank candidates. Gating on the
+        # fused value (as ByteTrack does) dropped a parked van seen at score 0.34 with IoU 0.8 and a car/truck
+        # flip on the real kerbside clip, which re-started its track and raised a second event.
+        sim = iou * scores[det_idx][None, :] if fuse else iou
         cost = 1.0 - sim
         if self.class_mismatch_cost > 0.0:
             track_cls = np.array([t.track.class_id for t in tracklets], dtype=np.int64)
             cost = cost + self.class_mismatch_cost * (track_cls[:, None] != classes[det_idx][None, :])
-        pairs = _assign(cost, 1.0 - min_sim)
+        pairs = _assign(cost, iou >= min_sim)
         rows = {i for i, _ in pairs}
         cols = np.ones(k, dtype=bool)
         for _, j in pairs:
@@ -310,15 +312,16 @@ def _iou(a: F64, b: F64) -> F64:
     return out
 
 
-def _assign(cost: F64, max_cost: float) -> list[tuple[int, int]]:
-    """Minimum-cost matching in which a pair costing more than ``max_cost`` is never made.
+def _assign(cost: F64, valid: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """Minimum-cost matching in which a pair outside ``valid`` is never made.
 
     Shifting valid costs below zero and clamping the rest at zero makes "leave both unmatched" exactly as
     good as a forbidden pair, so the solver never trades a good match for two mediocre ones just to match
-    more rows (the same optimum as ``lap.lapjv(..., cost_limit=max_cost)`` that ByteTrack uses).
+    more rows (the same optimum as ``lap.lapjv(..., cost_limit=...)`` that ByteTrack uses).
     """
-    valid = cost <= max_cost
-    shifted = np.where(valid, cost - max_cost - 1e-9, 0.0)
+    if not valid.any():
+        return []
+    shifted = np.where(valid, cost - float(cost[valid].max()) - 1e-9, 0.0)
     rows, cols = linear_sum_assignment(shifted)
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if valid[r, c]]
 

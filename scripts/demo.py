@@ -26,7 +26,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60
         if proc.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (loopback URL we built)
+            with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return True
         except OSError:
@@ -63,15 +63,22 @@ def main() -> int:
         print("demo: starting central (embedded MQTT broker on 127.0.0.1:1883) ...", flush=True)
         central = subprocess.Popen(
             [sys.executable, "-m", "central.cli", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, preexec_fn=os.setpgrp,
+            cwd=ROOT,
+            env=env,
+            preexec_fn=os.setpgrp,
         )
         if not _wait_healthy(f"http://127.0.0.1:{port}/healthz", central):
-            print("demo: central did not come up (see its log above); is port 8000 or 1883 in use?", file=sys.stderr)
+            print(
+                "demo: central did not come up (see its log above); is port 8000 or 1883 in use?",
+                file=sys.stderr,
+            )
             return 1
         print(f"demo: starting the agent on {config.name} ...", flush=True)
         agent = subprocess.Popen(
             [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
-            cwd=ROOT, env=env, preexec_fn=os.setpgrp,
+            cwd=ROOT,
+            env=env,
+            preexec_fn=os.setpgrp,
         )
         print(
             "\n"

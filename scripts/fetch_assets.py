@@ -25,8 +25,12 @@ DEMO_VIDEO = "tokyo_omotesando_street_sidewalk_960x540.mp4"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mirror", type=Path, default=os.environ.get(MIRROR_ENV) or None, help=f"local mirror ({MIRROR_ENV})")
-    p.add_argument("--online", action="store_true", help="download from the manifest URLs instead of a mirror")
+    p.add_argument(
+        "--mirror", type=Path, default=os.environ.get(MIRROR_ENV) or None, help=f"local mirror ({MIRROR_ENV})"
+    )
+    p.add_argument(
+        "--online", action="store_true", help="download from the manifest URLs instead of a mirror"
+    )
     p.add_argument("--dest", type=Path, default=ROOT / "assets", help="where to put them (default: assets/)")
     p.add_argument("--manifest", type=Path, default=ROOT / "models" / "manifest.yaml")
     p.add_argument("--models", nargs="*", default=None, help="model names (default: the manifest's default)")
@@ -42,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
             export_official(entry, args.dest / "models" / entry.file.replace(".onnx", ".export.onnx"))
             return 0
         models = [m.name for m in manifest.models] if args.all else (args.models or [manifest.default_model])
-        videos = [v.file for v in manifest.videos] if args.all else (args.videos if args.videos is not None else [DEMO_VIDEO])
+        videos = (
+            [v.file for v in manifest.videos]
+            if args.all
+            else (args.videos if args.videos is not None else [DEMO_VIDEO])
+        )
         datasets = [d.name for d in manifest.datasets] if (args.all or args.coco128) else []
         fetch(
             manifest,

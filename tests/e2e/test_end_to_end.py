@@ -56,7 +56,10 @@ def start_central(tmp: Path, mqtt_host: str | None, mqtt_port: int) -> Central:
     log = tmp / "central.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "central.cli", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -108,7 +111,11 @@ def run_agent(tmp: Path, central: Central) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, STREETWATCH_NODE_TOKEN=NODE_TOKEN)
     return subprocess.run(
         [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -131,7 +138,10 @@ def test_kerbside_stopping_reaches_the_officer_and_is_decided(central: Central, 
     assert result.returncode == 0, result.stderr[-3000:]
 
     client = httpx.Client(base_url=central.url, timeout=10)
-    assert client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code == 200
+    assert (
+        client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code
+        == 200
+    )
 
     def stored() -> list[dict[str, object]]:
         r = client.get("/api/v1/events", params={"type": "illegal_stopping", "status": "all"})

@@ -27,7 +27,9 @@ def write_config(tmp_path: Path, **over: object) -> Path:
             {
                 "id": "cam-1",
                 "source": str(TOKYO),
-                "zones": [{"id": "kerb", "polygon": [[0.1, 0.96], [0.25, 0.96], [0.385, 0.62], [0.33, 0.62]]}],
+                "zones": [
+                    {"id": "kerb", "polygon": [[0.1, 0.96], [0.25, 0.96], [0.385, 0.62], [0.33, 0.62]]}
+                ],
                 "rules": [{"id": "r1", "type": "illegal_stopping", "zone": "kerb"}],
             }
         ],
@@ -46,7 +48,9 @@ def test_check_accepts_a_good_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["check", "run"])
 def test_missing_model_exits_3_naming_the_file(tmp_path: Path, command: str) -> None:
-    r = run_agent(command, "--config", str(write_config(tmp_path, model={"path": str(tmp_path / "nope.onnx")})))
+    r = run_agent(
+        command, "--config", str(write_config(tmp_path, model={"path": str(tmp_path / "nope.onnx")}))
+    )
     assert r.returncode == 3
     assert "nope.onnx" in r.stderr and "Traceback" not in r.stderr
 
@@ -73,6 +77,10 @@ def test_invalid_zone_exits_2_naming_the_field(tmp_path: Path) -> None:
 
 
 def test_unknown_class_in_filter_exits_2(tmp_path: Path) -> None:
-    r = run_agent("check", "--config", str(write_config(tmp_path, model={"path": str(MODEL_640), "classes": ["tuktuk"]})))
+    r = run_agent(
+        "check",
+        "--config",
+        str(write_config(tmp_path, model={"path": str(MODEL_640), "classes": ["tuktuk"]})),
+    )
     assert r.returncode == 2
     assert "tuktuk" in r.stderr

@@ -35,12 +35,32 @@ def test_demo_config_is_valid_and_paths_resolve_against_the_file() -> None:
 @pytest.mark.parametrize(
     ("mutate", "field", "reason"),
     [
-        (lambda c: c["cameras"][0]["zones"][0].update(polygon=[[0, 0], [1, 1], [1, 0], [0, 1]]), "cameras.0.zones.0.polygon", "self-intersecting"),
-        (lambda c: c["cameras"][0]["zones"][0].update(polygon=[[0, 0], [1.2, 0], [1, 1]]), "cameras.0.zones.0.polygon", "outside the frame"),
-        (lambda c: c["cameras"][0]["zones"][0].update(polygon=[[0, 0], [0.5, 0.5], [1, 1]]), "cameras.0.zones.0.polygon", "no area"),
+        (
+            lambda c: c["cameras"][0]["zones"][0].update(polygon=[[0, 0], [1, 1], [1, 0], [0, 1]]),
+            "cameras.0.zones.0.polygon",
+            "self-intersecting",
+        ),
+        (
+            lambda c: c["cameras"][0]["zones"][0].update(polygon=[[0, 0], [1.2, 0], [1, 1]]),
+            "cameras.0.zones.0.polygon",
+            "outside the frame",
+        ),
+        (
+            lambda c: c["cameras"][0]["zones"][0].update(polygon=[[0, 0], [0.5, 0.5], [1, 1]]),
+            "cameras.0.zones.0.polygon",
+            "no area",
+        ),
         (lambda c: c["cameras"][0]["rules"][0].update(zone="nowhere"), "cameras.0", "unknown zone 'nowhere'"),
-        (lambda c: c["cameras"][0]["rules"][0].update(min_dwell_s=-1), "cameras.0.rules.0.illegal_stopping.min_dwell_s", "greater than 0"),
-        (lambda c: c["cameras"][0]["rules"][0].update(type="teleport"), "cameras.0.rules.0", "does not match any of the expected tags"),
+        (
+            lambda c: c["cameras"][0]["rules"][0].update(min_dwell_s=-1),
+            "cameras.0.rules.0.illegal_stopping.min_dwell_s",
+            "greater than 0",
+        ),
+        (
+            lambda c: c["cameras"][0]["rules"][0].update(type="teleport"),
+            "cameras.0.rules.0",
+            "does not match any of the expected tags",
+        ),
         (lambda c: c["cameras"][0].update(fps=5), "cameras.0.fps", "Extra inputs"),
         (lambda c: c["model"].update(input_size=500), "model.input_size", "multiple of 32"),
         (lambda c: c.update(node_id="no spaces"), "node_id", "pattern"),

@@ -26,9 +26,13 @@ def event_dict(**over: object) -> dict[str, object]:
         "phase": "start",
         "started_at": T0.isoformat(),
         "observed_at": (T0 + timedelta(seconds=5)).isoformat(),
-        "objects": [{"track_id": 3, "label": "car", "score": 0.8, "box": {"x1": 0.1, "y1": 0.2, "x2": 0.3, "y2": 0.4}}],
+        "objects": [
+            {"track_id": 3, "label": "car", "score": 0.8, "box": {"x1": 0.1, "y1": 0.2, "x2": 0.3, "y2": 0.4}}
+        ],
         "measurements": {"dwell_s": 5.0},
-        "evidence": [{"kind": "snapshot_annotated", "sha256": "a" * 64, "content_type": "image/jpeg", "size": 10}],
+        "evidence": [
+            {"kind": "snapshot_annotated", "sha256": "a" * 64, "content_type": "image/jpeg", "size": 10}
+        ],
         "model": {"name": "m.onnx", "sha256": "b" * 64},
         "config_version": 1,
     }
@@ -56,7 +60,19 @@ def test_round_trip_keeps_schema_alias() -> None:
         ({"measurements": {"DwellS": 1.0}}, "snake_case"),
         ({"measurements": {"dwell_s": float("nan")}}, "not finite"),
         ({"surprise": 1}, "surprise"),
-        ({"objects": [{"track_id": 1, "label": "car", "score": 0.5, "box": {"x1": 0.5, "y1": 0, "x2": 0.1, "y2": 1}}]}, "ordered"),
+        (
+            {
+                "objects": [
+                    {
+                        "track_id": 1,
+                        "label": "car",
+                        "score": 0.5,
+                        "box": {"x1": 0.5, "y1": 0, "x2": 0.1, "y2": 1},
+                    }
+                ]
+            },
+            "ordered",
+        ),
     ],
 )
 def test_invalid_events_are_refused_with_a_reason(override: dict[str, object], needle: str) -> None:

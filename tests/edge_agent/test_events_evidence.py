@@ -19,12 +19,16 @@ WALL0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
 
 def frame_at(mono: float, w: int = 200, h: int = 100) -> Frame:
-    return Frame("cam-1", int(mono * 10), np.zeros((h, w, 3), np.uint8), mono, WALL0 + timedelta(seconds=mono))
+    return Frame(
+        "cam-1", int(mono * 10), np.zeros((h, w, 3), np.uint8), mono, WALL0 + timedelta(seconds=mono)
+    )
 
 
 def finding(phase: Phase, started: float, now: float, key: str = "track-1") -> Finding:
     obj = TrackSnapshot(1, "car", 0.9, np.array([20, 10, 60, 50], np.float32))
-    return Finding("r1", "kerb", EventType.ILLEGAL_STOPPING, phase, key, started, now, (obj,), {"dwell_s": now - started})
+    return Finding(
+        "r1", "kerb", EventType.ILLEGAL_STOPPING, phase, key, started, now, (obj,), {"dwell_s": now - started}
+    )
 
 
 def test_phases_of_one_incident_share_the_event_id_and_start_time() -> None:
