@@ -19,7 +19,7 @@ from edge_agent.geometry import polygon_area, self_intersection
 VEHICLE_CLASSES = ("car", "motorcycle", "bus", "truck")
 
 
-class ConfigError(Exception):
+class ConfigError(ValueError):
     """A config that cannot be used, with a message that names the offending field."""
 
 
@@ -134,6 +134,14 @@ class ModelConfig(_Strict):
     classes: list[str] | None = Field(default=None, description="Keep only these class names (None: all).")
     threads: int = Field(
         default=0, ge=0, le=64, description="onnxruntime intra-op threads (0: runtime default)."
+    )
+    merge_classes: list[list[str]] = Field(
+        default=[["car", "truck", "bus"]],
+        description="Groups of look-alike classes: overlapping boxes within a group are one object (a van "
+        "seen as both car and truck), so it gets one track and one event.",
+    )
+    merge_iou: float = Field(
+        default=0.7, gt=0.0, lt=1.0, description="IoU above which a group's boxes merge."
     )
 
     @field_validator("input_size")
