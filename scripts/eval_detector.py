@@ -4,7 +4,7 @@ Its main job is a regression check of the detector's pre/post-processing: a mode
 must land within about +-0.01 of it, else the letterbox or the decoding is wrong.
 
     python scripts/eval_detector.py --model MODEL.onnx --data /path/to/coco128 [--conf 0.001 --iou 0.7]
-        [--write docs/benchmarks_detector.md]
+        [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -248,7 +248,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"{args.data} has no images/train2017")
 
     detector = OnnxDetector(
-        ModelConfig(path=args.model, conf_threshold=args.conf, iou_threshold=args.iou, threads=args.threads)
+        # No look-alike merge: mAP measures the raw detector, comparable with other evaluators.
+        ModelConfig(
+            path=args.model,
+            conf_threshold=args.conf,
+            iou_threshold=args.iou,
+            threads=args.threads,
+            merge_classes=[],
+        )
     )
     load_before = os.getloadavg()[0]
     started = time.perf_counter()

@@ -119,7 +119,7 @@ def batched_nms_per_class(
 batched_nms = batched_nms_offset
 """The per-class NMS used by :func:`decode`. On yolo11n outputs for coco128 the two give the same boxes and
 the offset pass is slightly faster (2.5 vs 2.6 ms/image at conf 0.001, 0.28 vs 0.30 at conf 0.25, 2-core
-EPYC), and it does not degrade with the number of classes present; see docs/benchmarks_detector.md."""
+EPYC), and it does not degrade with the number of classes present; see docs/benchmarks.md."""
 
 
 def decode(
