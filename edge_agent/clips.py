@@ -1,0 +1,171 @@
+"""Pre/post-roll evidence clips: a compact ring of recent frames and an H.264 encoder.
+
+The ring keeps JPEG-compressed, decimated frames (e.g. 5 fps, <= 960 px wide): raw frames for a few seconds of
+8 cameras would cost hundreds of MB on a Pi; JPEGs cost ~3 MB per camera. Encoding goes through the ``ffmpeg``
+binary with libx264 (yuv420p, faststart) so the clip plays in any browser: the OpenCV wheels cannot write
+H.264. Encoding runs on one background thread so a camera loop never waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_agent.types import Frame
+
+log = logging.getLogger(__name__)
+
+
+class ClipError(RuntimeError):
+    """A clip could not be encoded (no ffmpeg, or ffmpeg failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClipFrame:
+    mono: float
+    wall: datetime
+    jpeg: bytes
+
+
+class ClipRing:
+    """The last ``seconds`` of a camera at ``fps``, as JPEGs. Not thread-safe: one camera loop owns it."""
+
+    def __init__(self, seconds: float, fps: float, max_width: int = 960, quality: int = 80) -> None:
+        if seconds < 0 or fps <= 0 or max_width < 64:
+            raise ValueError("need seconds >= 0, fps > 0, max_width >= 64")
+        self.seconds = seconds
+        self.interval = 1.0 / fps
+        self.max_width = max_width
+        self.quality = quality
+        self._frames: deque[ClipFrame] = deque()
+        self._last: float | None = None
+
+    def due(self, frame: Frame) -> bool:
+        return self._last is None or frame.mono - self._last >= self.interval - 1e-6
+
+    def push(self, frame: Frame) -> ClipFrame | None:
+        """Keep the frame if a clip slot is due; returns the stored frame or None when skipped."""
+        if not self.due(frame):
+            return None
+        self._last = frame.mono
+        image = frame.image
+        if image.shape[1] > self.max_width:
+            h = round(image.shape[0] * self.max_width / image.shape[1]) // 2 * 2
+            image = np.asarray(cv2.resize(image, (self.max_width, h), interpolation=cv2.INTER_AREA), np.uint8)
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            return None
+        stored = ClipFrame(frame.mono, frame.wall, bytes(buf.tobytes()))
+        self._frames.append(stored)
+        while self._frames and self._frames[0].mono < frame.mono - self.seconds:
+            self._frames.popleft()
+        return stored
+
+    def since(self, mono: float) -> list[ClipFrame]:
+        return [f for f in self._frames if f.mono >= mono]
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+def ffmpeg_path() -> str | None:
+    return shutil.which("ffmpeg")
+
+
+def encode_mp4(
+    frames: list[ClipFrame], fps: float, ffmpeg: str | None = None, timeout_s: float = 60.0
+) -> bytes:
+    """H.264/yuv420p MP4 with the moov atom first (plays while downloading) from JPEG frames."""
+    exe = ffmpeg or ffmpeg_path()
+    if exe is None:
+        raise ClipError("ffmpeg not found: install it (apt-get install ffmpeg) to record evidence clips")
+    if not frames:
+        raise ClipError("no frames to encode")
+    with tempfile.TemporaryDirectory(prefix="sw-clip-") as tmp:
+        out = Path(tmp) / "clip.mp4"
+        cmd = [
+            exe, "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "image2pipe", "-framerate", f"{fps:.3f}", "-c:v", "mjpeg", "-i", "-",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p",
+            "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-movflags", "+faststart", str(out),
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(
+                cmd,
+                input=b"".join(f.jpeg for f in frames),
+                capture_output=True,
+                timeout=timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as err:
+            raise ClipError(f"ffmpeg took longer than {timeout_s:.0f}s") from err
+        except OSError as err:
+            raise ClipError(f"cannot run {exe}: {err}") from err
+        if proc.returncode != 0 or not out.is_file():
+            raise ClipError(
+                f"ffmpeg failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-500:]}"
+            )
+        return out.read_bytes()
+
+
+@dataclass(slots=True)
+class EncoderStats:
+    encoded: int = 0
+    failed: int = 0
+    seconds_encoded: float = 0.0
+    last_error: str = ""
+
+
+@dataclass(slots=True)
+class _Job:
+    frames: list[ClipFrame]
+    fps: float
+    done: Callable[[bytes | None, str], None]
+
+
+@dataclass(slots=True)
+class ClipEncoder:
+    """One background thread that encodes clips in order and reports each through its ``done`` callback."""
+
+    ffmpeg: str | None = None
+    stats: EncoderStats = field(default_factory=EncoderStats)
+    _queue: queue.Queue[_Job | None] = field(default_factory=queue.Queue)
+    _thread: threading.Thread | None = None
+
+    def submit(self, frames: list[ClipFrame], fps: float, done: Callable[[bytes | None, str], None]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="clip-encoder", daemon=True)
+            self._thread.start()
+        self._queue.put(_Job(frames, fps, done))
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                data = encode_mp4(job.frames, job.fps, self.ffmpeg)
+            except ClipError as err:
+                self.stats.failed += 1
+                self.stats.last_error = str(err)
+                log.error("evidence clip not recorded: %s", err)
+                job.done(None, str(err))
+                continue
+            self.stats.encoded += 1
+            self.stats.seconds_encoded += len(job.frames) / job.fps
+            job.done(data, "")
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=timeout_s)
+            self._thread = None

@@ -1,0 +1,173 @@
+"""Evidence for each incident: snapshots and crops at START, a pre/post-roll clip in a later UPDATE.
+
+Phase order is kept on the node: central ignores an older phase that arrives late, so if an incident ends
+before its clip is encoded, the END is held back and sent right after the UPDATE that carries the clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.clips import ClipEncoder, ClipFrame, ClipRing
+from edge_agent.config import EvidenceConfig
+from edge_agent.contract import EvidenceKind, Phase
+from edge_agent.evidence import EvidenceFile, EvidenceStore, annotate, encode_jpeg
+from edge_agent.rules.base import Finding
+from edge_agent.types import FloatArray, Frame, Image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Pending:
+    start: Finding
+    until: float
+    frames: list[ClipFrame]
+    held_end: Finding | None = None
+    submitted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """What the pipeline must emit now, in order: an UPDATE with the clip, then the held END if any."""
+
+    update: Finding | None
+    files: tuple[EvidenceFile, ...]
+    end: Finding | None
+
+
+@dataclass(slots=True)
+class RecorderStats:
+    clips: int = 0
+    clip_failures: int = 0
+    crops: int = 0
+    held_ends: int = 0
+
+
+def crop(
+    image: Image, xyxy: Sequence[float] | FloatArray, pad: float = 0.15, min_side: int = 24
+) -> Image | None:
+    """The object with some context around it; None when the box is too small to be useful."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    bw, bh = x2 - x1, y2 - y1
+    if bw < min_side / 2 or bh < min_side / 2:
+        return None
+    x1, x2 = max(0, int(x1 - pad * bw)), min(w, int(x2 + pad * bw))
+    y1, y2 = max(0, int(y1 - pad * bh)), min(h, int(y2 + pad * bh))
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None
+    return np.ascontiguousarray(image[y1:y2, x1:x2])
+
+
+class EvidenceRecorder:
+    """One per camera; ``observe`` every decoded frame, ``start`` on a START finding, ``end`` on an END."""
+
+    def __init__(
+        self,
+        cfg: EvidenceConfig,
+        store: EvidenceStore,
+        zones_px: dict[str, list[tuple[float, float]]],
+        encoder: ClipEncoder | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.zones_px = zones_px
+        self.encoder = encoder if cfg.clip else None
+        self.stats = RecorderStats()
+        self.ring = ClipRing(cfg.pre_roll_s, cfg.clip_fps, cfg.clip_max_width) if self.encoder else None
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._ready: list[Ready] = []
+        self._lock = threading.Lock()
+
+    def observe(self, frame: Frame) -> None:
+        if self.ring is None:
+            return
+        stored = self.ring.push(frame)
+        for key, p in list(self._pending.items()):
+            if p.submitted:
+                continue
+            if stored is not None and (not p.frames or stored.mono > p.frames[-1].mono):
+                p.frames.append(stored)
+            if frame.mono >= p.until:
+                self._submit(key, p)
+
+    def start(self, finding: Finding, frame: Frame, caption: str) -> tuple[EvidenceFile, ...]:
+        """Snapshots (annotated and clean) and object crops now; a clip later if clips are on."""
+        files = [
+            self.store.put(
+                encode_jpeg(annotate(frame.image, self.zones_px[finding.zone_id], finding.objects, caption)),
+                EvidenceKind.SNAPSHOT_ANNOTATED,
+                "image/jpeg",
+            )
+        ]
+        if self.cfg.clean_snapshot:
+            files.append(self.store.put(encode_jpeg(frame.image), EvidenceKind.SNAPSHOT, "image/jpeg"))
+        if self.cfg.crops:
+            for obj in finding.objects[: self.cfg.max_crops]:
+                piece = crop(frame.image, obj.xyxy)
+                if piece is not None:
+                    files.append(self.store.put(encode_jpeg(piece), EvidenceKind.CROP, "image/jpeg"))
+                    self.stats.crops += 1
+        if self.ring is not None:
+            pre = self.ring.since(frame.mono - self.cfg.pre_roll_s)
+            key = (finding.rule_id, finding.key)
+            self._pending[key] = _Pending(finding, frame.mono + self.cfg.post_roll_s, pre)
+        return tuple(files)
+
+    def end(self, finding: Finding) -> bool:
+        """True when the END must wait for the incident's clip (it comes back through ``ready``)."""
+        with self._lock:
+            p = self._pending.get((finding.rule_id, finding.key))
+            if p is None:
+                return False
+            p.held_end = finding
+            self.stats.held_ends += 1
+            return True
+
+    def _submit(self, key: tuple[str, str], p: _Pending) -> None:
+        assert self.encoder is not None
+        p.submitted = True
+        frames = list(p.frames)
+
+        def done(data: bytes | None, error: str) -> None:
+            files: tuple[EvidenceFile, ...] = ()
+            if data is not None:
+                files = (self.store.put(data, EvidenceKind.CLIP, "video/mp4"),)
+                self.stats.clips += 1
+            else:
+                self.stats.clip_failures += 1
+                log.warning("incident %s/%s: no clip (%s)", key[0], key[1], error)
+            with self._lock:
+                self._pending.pop(key, None)
+                update = dataclasses.replace(p.start, phase=Phase.UPDATE) if files else None
+                self._ready.append(Ready(update, files, p.held_end))
+
+        if not frames:
+            done(None, "no frames in the ring")
+            return
+        self.encoder.submit(frames, self.cfg.clip_fps, done)
+
+    def ready(self) -> list[Ready]:
+        """Completed clips (and held ENDs), to be emitted by the camera loop in this order."""
+        with self._lock:
+            out, self._ready = self._ready, []
+        return out
+
+    def flush(self) -> None:
+        """At shutdown: encode what each pending clip has so far, and wait for the encoder."""
+        for key, p in list(self._pending.items()):
+            if not p.submitted:
+                self._submit(key, p)
+        if self.encoder is not None:
+            self.encoder.close()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
