@@ -142,3 +142,14 @@ def mosquitto_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosq
         yield broker
     finally:
         stop_mosquitto(broker)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of an empty PostgreSQL database for the session: TEST_POSTGRES_URL, else a throwaway server.
+
+    Without either the tests that need it are skipped locally and fail in CI; see ``tests/pg.py``.
+    """
+    from tests.pg import provide_postgres_url
+
+    yield from provide_postgres_url()

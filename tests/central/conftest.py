@@ -21,9 +21,12 @@ from central.ingest import Ingestor
 from central.settings import ENV_PREFIX, Settings
 from tests.central.factories import T0, TOPICS
 
-# Set TEST_POSTGRES_URL (postgresql+psycopg://user:pass@host/db, a throwaway database: its public schema is
-# dropped before every test) to run the database-backed tests on PostgreSQL instead of a temp SQLite file.
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
+# Every database-backed test runs twice: on a temp SQLite file ([sqlite]) and on PostgreSQL ([postgresql]),
+# the session's ``postgres_url`` (tests/conftest.py, tests/pg.py): a throwaway server started for the run, or
+# TEST_POSTGRES_URL (postgresql+psycopg://user:pass@host/db, a throwaway database). Its public schema is
+# dropped before every test. No PostgreSQL: the [postgresql] runs are skipped locally, and fail in CI.
+BACKENDS = ("sqlite", "postgresql")
+RESET_LOCK_TIMEOUT = "10s"  # a connection a previous test leaked fails the reset instead of hanging it
 
 ADMIN_PASSWORD = "correct-horse-battery"
 NODE_TOKEN = "node-token-0123456789abcdef"
@@ -61,18 +64,20 @@ def _reset_postgres(url: str) -> None:
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
+            connection.execute(text(f"SET LOCAL lock_timeout = '{RESET_LOCK_TIMEOUT}'"))
             connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             connection.execute(text("CREATE SCHEMA public"))
     finally:
         engine.dispose()
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """A fresh, empty database: a temp SQLite file, or the reset TEST_POSTGRES_URL database."""
-    if POSTGRES_URL:
-        _reset_postgres(POSTGRES_URL)
-        return POSTGRES_URL
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a temp SQLite file, or the session's PostgreSQL database, reset."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")  # started only when a [postgresql] test runs
+        _reset_postgres(url)
+        return url
     return f"sqlite:///{tmp_path / 'db' / 'central.db'}"
 
 

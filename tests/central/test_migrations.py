@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from central.db import migrate
 from central.db.models import Base
+from tests.central.conftest import _reset_postgres
 
 TABLES = {"events", "evidence", "decisions", "dead_letters", "users", "audit_log", "node_status"}
 
@@ -82,12 +81,10 @@ def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
     database.dispose()
 
 
-@pytest.mark.skipif(
-    not os.environ.get("TEST_POSTGRES_URL"), reason="set TEST_POSTGRES_URL to run on PostgreSQL"
-)
-def test_upgrade_on_postgresql() -> None:
-    """Same migration on PostgreSQL (CI provides a server; URL like postgresql+psycopg://u:p@host/db)."""
-    url = os.environ["TEST_POSTGRES_URL"]
+def test_upgrade_on_postgresql(postgres_url: str) -> None:
+    """Same migration on a real PostgreSQL (the fixture starts a throwaway server, or TEST_POSTGRES_URL)."""
+    url = postgres_url
+    _reset_postgres(url)
     migrate.upgrade(url)
     migrate.upgrade(url)
     assert table_names(url) >= TABLES
