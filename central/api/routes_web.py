@@ -9,14 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import URL
 
 from central import audit, review
 from central.api.deps import AuthUser, CentralDep, DbSession, OptionalUser, PageUser, login_session
-from central.db.models import EventRow, ReviewStatus
+from central.db.models import DecisionKind, EventRow, ReviewStatus
 from central.i18n import choose_language, translate, translator
 from central.security import CSRF_FORM_FIELD, csrf_token, csrf_valid
 from central.users import authenticate
@@ -24,6 +26,7 @@ from central.users import authenticate
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 router = APIRouter(include_in_schema=False)
+FLASH_KEY = "flash"
 
 
 def format_dt(value: datetime | None) -> str:
@@ -65,12 +68,34 @@ def render(
     page_context = {
         "t": translator(lang),
         "lang": lang,
+        "self_path": _self_path(request),
         "user": user,
         "csrf_field": CSRF_FORM_FIELD,
         "csrf_token": csrf_token(request.session),
         **context,
     }
     return templates.TemplateResponse(request, name, page_context, status_code=status_code)
+
+
+def _self_path(request: Request) -> str:
+    """This page's local path and query, for links back to it (the language switch).
+
+    Relative, so it stays right behind a reverse proxy; after a form post (an error shown on the page) it is
+    the page the form belongs to, since following a link to a POST-only path would answer 405.
+    """
+    if request.method in ("GET", "HEAD"):
+        query = request.url.query
+        return request.url.path + (f"?{query}" if query else "")
+    return request.url.path.removesuffix("/decision")
+
+
+def _with_lang(path: str, lang: str) -> str:
+    """``path`` with its ``lang`` query parameter set to ``lang`` (other parameters kept)."""
+    url = URL(path).include_query_params(lang=lang)
+    return url.path + (f"?{url.query}" if url.query else "")
+
+
+templates.env.globals["with_lang"] = _with_lang
 
 
 def _safe_next(next_path: str | None) -> str:
@@ -106,7 +131,13 @@ def login_submit(
         audit.record(db, at=central.clock(), username=None, action="login.failed", target=f"user:{username}")
         db.commit()
         lang = choose_language(request.session, None)
-        context = {"next": _safe_next(next), "error": translate(lang, "login_failed"), "username": username}
+        safe_next = _safe_next(next)
+        context = {
+            "next": safe_next,
+            "error": translate(lang, "login_failed"),
+            "username": username,
+            "self_path": f"/login?next={quote(safe_next, safe='/')}",
+        }
         return render(request, "login.html", context, user=None, status_code=status.HTTP_401_UNAUTHORIZED)
     audit.record(db, at=central.clock(), username=user.username, action="login", target=f"user:{username}")
     db.commit()
@@ -137,9 +168,14 @@ def review_page(
         status_filter, type_filter, limit = ReviewStatus.PENDING.value, None, review.DEFAULT_LIMIT
     rows = review.list_events(db, status_filter, type_filter, limit)
     stored = review.stored_evidence(db, rows)
-    items = [{"event": row, "snapshot": _stored_snapshot(row, stored)} for row in rows]
+    items = [
+        {"event": row, "snapshot": _stored_snapshot(row, stored), "escalated": _escalated(row)}
+        for row in rows
+    ]
+    flash = request.session.pop(FLASH_KEY, None)
     context = {
         "items": items,
+        "flash": flash if isinstance(flash, dict) else None,
         "status_filter": status_filter,
         "type_filter": type_filter or "",
         "statuses": review.STATUS_FILTERS,
@@ -150,13 +186,25 @@ def review_page(
     return render(request, "review.html", context, user=user, status_code=code)
 
 
+def _escalated(row: EventRow) -> bool:
+    """Pending again because someone escalated it (the queue marks those for a senior officer)."""
+    return bool(row.decisions) and row.decisions[-1].decision == DecisionKind.ESCALATE.value
+
+
 def _stored_snapshot(row: EventRow, stored: set[str]) -> str | None:
     ref = review.snapshot_ref(row)
     return ref["sha256"] if ref is not None and ref["sha256"] in stored else None
 
 
 def _event_page(
-    request: Request, db: DbSession, user: AuthUser, row: EventRow, *, error: str | None, status_code: int
+    request: Request,
+    db: DbSession,
+    user: AuthUser,
+    row: EventRow,
+    *,
+    error: str | None,
+    status_code: int,
+    reason: str = "",
 ) -> HTMLResponse:
     stored = review.stored_evidence(db, [row])
     context = {
@@ -164,6 +212,8 @@ def _event_page(
         "snapshot": _stored_snapshot(row, stored),
         "stored": stored,
         "error": error,
+        "reason": reason,  # what the officer typed, kept when the form comes back with an error
+        "latest": row.decisions[-1] if row.decisions else None,
         "can_decide": user.role in review.DECIDER_ROLES,
     }
     return render(request, "event.html", context, user=user, status_code=status_code)
@@ -196,7 +246,8 @@ def decision_submit(
     if row is None:
         return _not_found(request, user)
     if not csrf_valid(request.session, csrf_token):
-        return _event_page(request, db, user, row, error="error_csrf", status_code=status.HTTP_403_FORBIDDEN)
+        code = status.HTTP_403_FORBIDDEN
+        return _event_page(request, db, user, row, error="error_csrf", status_code=code, reason=reason)
     try:
         review.decide(
             db,
@@ -214,6 +265,14 @@ def decision_submit(
             if exc.key == "error_forbidden"
             else status.HTTP_422_UNPROCESSABLE_CONTENT
         )
-        return _event_page(request, db, user, row, error=exc.key, status_code=code)
+        return _event_page(request, db, user, row, error=exc.key, status_code=code, reason=reason)
     db.commit()
+    # Shown once on the queue, so the officer sees that the decision was stored and on which event.
+    request.session[FLASH_KEY] = {
+        "decision": decision,
+        "event_id": row.event_id,
+        "type": row.type,
+        "camera": row.camera_id,
+        "zone": row.zone_id,
+    }
     return RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
