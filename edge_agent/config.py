@@ -12,11 +12,22 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge_agent.classes import VEHICLE_CLASSES as VEHICLE_CLASSES
 from edge_agent.contract import DEFAULT_TOPIC_PREFIX, Identifier
 from edge_agent.geometry import polygon_area, self_intersection
-
-# COCO classes that are road vehicles; the default subject of the stopping rule.
-VEHICLE_CLASSES = ("car", "motorcycle", "bus", "truck")
+from edge_agent.rules.ruleconfig import (
+    EncroachmentRuleConfig,
+    GatheringRuleConfig,
+    IllegalStoppingRuleConfig,
+    IllegalTurnRuleConfig,
+    MotorbikeOverloadRuleConfig,
+    RedLightRuleConfig,
+    SidewalkVehicleRuleConfig,
+    SpeedingRuleConfig,
+    WrongWayRuleConfig,
+)
+from edge_agent.rules.sceneconfig import Direction, GroundPlaneConfig, LineConfig, SignalConfig
+from edge_agent.rules.validate import check_camera_references
 
 
 class ConfigError(ValueError):
@@ -34,6 +45,9 @@ class ZoneConfig(_Strict):
     id: Identifier = Field(description="Zone id, unique within the camera.")
     name: str = Field(default="", max_length=128, description="Human name shown to officers.")
     polygon: list[NormPoint] = Field(min_length=3, max_length=64, description="Vertices, normalized 0..1.")
+    direction: Direction | None = Field(
+        default=None, description="Allowed travel direction on screen (lane zones; wrong-way needs it)."
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -49,45 +63,121 @@ class ZoneConfig(_Strict):
         return pts
 
 
-class IllegalStoppingRuleConfig(_Strict):
-    """A vehicle that stays within a small radius inside a no-stopping zone for longer than ``min_dwell_s``."""
+# Rule parameters live in edge_agent/rules/ruleconfig.py (one model per rule type).
+RuleConfig = Annotated[
+    IllegalStoppingRuleConfig
+    | SidewalkVehicleRuleConfig
+    | WrongWayRuleConfig
+    | RedLightRuleConfig
+    | SpeedingRuleConfig
+    | IllegalTurnRuleConfig
+    | MotorbikeOverloadRuleConfig
+    | EncroachmentRuleConfig
+    | GatheringRuleConfig,
+    Field(discriminator="type"),
+]
 
-    type: Literal["illegal_stopping"] = Field(description="Rule type.")
-    id: Identifier = Field(description="Rule id, unique within the camera.")
-    zone: Identifier = Field(description="Id of the zone this rule watches.")
-    classes: list[str] = Field(
-        default=list(VEHICLE_CLASSES), min_length=1, description="Detector class names the rule applies to."
+
+class CaptureConfig(_Strict):
+    """How one camera is read (``edge_agent/capture_reader.py``): evidence ring, reconnects, stall watchdog."""
+
+    ring_seconds: float = Field(
+        default=4.0,
+        ge=0.0,
+        le=30.0,
+        description="Seconds of recent frames kept for pre-roll evidence clips (0: none). Memory: seconds x "
+        "ring_fps x frame bytes, e.g. 4 s x 5 fps x 6.2 MB (1080p BGR) = 124 MB per camera.",
     )
-    min_dwell_s: float = Field(
-        default=30.0, gt=0.0, le=86_400.0, description="Seconds stationary before start."
+    ring_fps: float = Field(
+        default=5.0, gt=0.0, le=30.0, description="Frames per second kept in the ring (a subsample)."
     )
-    max_radius: float = Field(
-        default=0.03,
+    reconnect_initial_s: float = Field(
+        default=0.5, gt=0.0, le=60.0, description="First wait before reopening a lost or unreachable stream."
+    )
+    reconnect_max_s: float = Field(
+        default=30.0,
         gt=0.0,
-        le=0.5,
-        description="How far (fraction of frame width) the anchor may wander and still count as stationary.",
-    )
-    inertia_frames: int = Field(
-        default=3,
-        ge=1,
-        le=100,
-        description="Consecutive frames needed to enter or leave the zone (debounce).",
-    )
-    end_grace_s: float = Field(
-        default=3.0,
-        ge=0.0,
         le=600.0,
-        description="Seconds a stopped vehicle may be unseen before the event ends.",
+        description="Cap of the exponential reconnect backoff (doubling, with jitter against thundering herds).",
     )
-    cooldown_s: float = Field(
-        default=60.0,
-        ge=0.0,
-        le=86_400.0,
-        description="After an event ends, seconds before the same track re-fires.",
+    stall_timeout_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        le=600.0,
+        description="A live camera that is connected but delivers no frame this long is restarted (watchdog).",
+    )
+    open_timeout_s: float = Field(
+        default=10.0, ge=0.5, le=120.0, description="Give up opening a stream after this long (FFmpeg)."
+    )
+    read_timeout_s: float = Field(
+        default=5.0, ge=0.5, le=120.0, description="Give up one blocked stream read after this long (FFmpeg)."
+    )
+    queue_frames: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Frames buffered between reader and detector when files replay as fast as possible "
+        "(the reader then waits for the detector: no frame is dropped).",
     )
 
+    @model_validator(mode="after")
+    def _backoff_order(self) -> CaptureConfig:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        return self
 
-RuleConfig = Annotated[IllegalStoppingRuleConfig, Field(discriminator="type")]
+
+class MotionConfig(_Strict):
+    """Motion gating (``edge_agent/motion.py``): still scenes skip the detector between periodic refreshes."""
+
+    enabled: bool = Field(
+        default=True, description="Gate detection on motion (False: detect at detect_fps always)."
+    )
+    width: int = Field(
+        default=160, ge=32, le=640, description="Width in pixels the frame is shrunk to before differencing."
+    )
+    blur: int = Field(
+        default=5, ge=1, le=31, description="Odd Gaussian kernel size (at the shrunk size) against noise."
+    )
+    pixel_threshold: int = Field(
+        default=25, ge=1, le=255, description="Grey-level change for a pixel to count as changed."
+    )
+    min_changed_fraction: float = Field(
+        default=0.002,
+        gt=0.0,
+        le=1.0,
+        description="Fraction of unmasked pixels that must change between samples to count as motion.",
+    )
+    refresh_s: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=60.0,
+        description="Detect at least this often without motion so stationary objects stay tracked; keep it "
+        "below the tracker's max_lost_s (3 s) and the rules' end_grace_s or parked vehicles lose their track.",
+    )
+    mask: list[list[NormPoint]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Regions to ignore (normalized polygons): swaying trees, clocks, the camera's text overlay.",
+    )
+
+    @field_validator("blur")
+    @classmethod
+    def _odd_blur(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("blur must be odd")
+        return v
+
+    @field_validator("mask")
+    @classmethod
+    def _mask_polygons(cls, polys: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        for i, pts in enumerate(polys):
+            if len(pts) < 3:
+                raise ValueError(f"mask polygon {i} needs at least 3 vertices")
+            for x, y in pts:
+                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                    raise ValueError(f"mask polygon {i}: vertex ({x}, {y}) outside 0..1")
+        return polys
 
 
 class CameraConfig(_Strict):
@@ -102,19 +192,33 @@ class CameraConfig(_Strict):
         default=5.0, gt=0.0, le=60.0, description="Detector runs per second on this camera."
     )
     zones: list[ZoneConfig] = Field(default_factory=list, description="Zones drawn on this camera.")
+    lines: list[LineConfig] = Field(
+        default_factory=list, description="Lines drawn on this camera (stop lines)."
+    )
+    signals: list[SignalConfig] = Field(
+        default_factory=list, description="Traffic signals seen or fed for this camera."
+    )
+    ground_plane: GroundPlaneConfig | None = Field(
+        default=None, description="Image <-> metres point pairs of the road (speeds)."
+    )
     rules: list[RuleConfig] = Field(default_factory=list, description="Rules evaluated on this camera.")
+    capture: CaptureConfig = Field(
+        default_factory=CaptureConfig, description="Reader: ring buffer, reconnects, watchdog."
+    )
+    motion: MotionConfig = Field(
+        default_factory=MotionConfig, description="Motion gating and periodic refresh of detection."
+    )
 
     @model_validator(mode="after")
     def _references(self) -> CameraConfig:
-        zone_ids = [z.id for z in self.zones]
-        if len(set(zone_ids)) != len(zone_ids):
-            raise ValueError(f"camera {self.id}: duplicate zone ids {zone_ids}")
-        rule_ids = [r.id for r in self.rules]
-        if len(set(rule_ids)) != len(rule_ids):
-            raise ValueError(f"camera {self.id}: duplicate rule ids {rule_ids}")
-        for rule in self.rules:
-            if rule.zone not in zone_ids:
-                raise ValueError(f"camera {self.id}: rule {rule.id} names unknown zone {rule.zone!r}")
+        check_camera_references(
+            self.id,
+            [(z.id, z.direction) for z in self.zones],
+            [line.id for line in self.lines],
+            [s.id for s in self.signals],
+            self.ground_plane is not None,
+            self.rules,
+        )
         return self
 
 
@@ -164,6 +268,138 @@ class MqttConfig(_Strict):
         description="MQTT version. 3.1.1 with a persistent session works with every broker, the embedded "
         "amqtt included; 5 adds session expiry (Mosquitto, EMQX).",
     )
+    session_expiry_s: int = Field(
+        default=86_400,
+        ge=0,
+        le=4_294_967_295,
+        description="MQTT 5 only: seconds the broker keeps this node's session after the connection ends.",
+    )
+    max_inflight: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Most QoS 1 messages published and not yet acknowledged by the broker (paho's window and "
+        "the outbox's own cap, so nothing piles up in paho's memory).",
+    )
+    reconnect_initial_s: float = Field(
+        default=1.0, gt=0.0, le=60.0, description="First wait before reconnecting to the broker."
+    )
+    reconnect_max_s: float = Field(
+        default=120.0,
+        ge=1.0,
+        le=3600.0,
+        description="Cap of the exponential reconnect backoff (each wait jittered to 50-100%).",
+    )
+    heartbeat_s: float = Field(
+        default=30.0, ge=1.0, le=3600.0, description="Seconds between heartbeats (QoS 0, heartbeat topic)."
+    )
+
+    @model_validator(mode="after")
+    def _reconnect_order(self) -> MqttConfig:
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        return self
+
+
+class OutboxConfig(_Strict):
+    """The node's durable delivery spool (``edge_agent/outbox.py``) and its evidence uploader."""
+
+    path: Path | None = Field(
+        default=None,
+        description="SQLite file of the spool (WAL). None: outbox.sqlite3 beside evidence_dir. A relative "
+        "path resolves against the config file's folder.",
+    )
+    max_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1 << 40,
+        description="Cap of spooled bytes: message payloads plus evidence not yet accepted by central. When "
+        "full, the oldest telemetry goes first; violations are kept (a new one that still does not fit sheds "
+        "its clip, then its other evidence, then is refused). Every drop is counted by class and reason.",
+    )
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="SQLite synchronous mode. FULL: a spooled event survives power loss (an fsync per "
+        "commit). NORMAL: survives a crash of the agent, but power loss may take the last commits.",
+    )
+    upload_rate_bytes_s: int | None = Field(
+        default=1_000_000,
+        ge=1024,
+        le=10**10,
+        description="Evidence upload bandwidth cap of this node in bytes/s (token bucket); None: unlimited.",
+    )
+    upload_burst_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=1 << 30,
+        description="Token bucket depth: bytes that may go at full line speed after an idle period.",
+    )
+    retry_initial_s: float = Field(
+        default=1.0, gt=0.0, le=60.0, description="First wait before retrying a failed upload or publish."
+    )
+    retry_max_s: float = Field(
+        default=120.0,
+        ge=0.1,
+        le=3600.0,
+        description="Cap of the exponential retry backoff of one upload or publish (jittered to 50-100%).",
+    )
+    drain_timeout_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        le=3600.0,
+        description="At shutdown, how long to keep delivering while connected; the rest stays spooled for the "
+        "next start.",
+    )
+    republish_window_s: float = Field(
+        default=120.0,
+        ge=0.0,
+        le=86_400.0,
+        description="Events the broker acknowledged stay spooled this long and are published again after an "
+        "unplanned disconnect or a restart: Mosquitto saves its state only every autosave_interval, so a broker "
+        "that crashes forgets what it acknowledged since. Keep it above the broker's autosave interval plus 1.5 x "
+        "keepalive; 0 removes an event at its PUBACK.",
+    )
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> OutboxConfig:
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be >= retry_initial_s")
+        return self
+
+
+class EvidenceConfig(_Strict):
+    """What each incident carries besides its annotated snapshot."""
+
+    clean_snapshot: bool = Field(
+        default=True, description="Also keep the unannotated frame (court evidence)."
+    )
+    crops: bool = Field(default=True, description="Keep a crop of each object involved.")
+    max_crops: int = Field(default=8, ge=0, le=64, description="At most this many crops per incident.")
+    clip: bool = Field(
+        default=True, description="Record a pre/post-roll H.264 clip (needs the ffmpeg binary)."
+    )
+    pre_roll_s: float = Field(default=4.0, ge=0.0, le=60.0, description="Seconds of clip before the START.")
+    post_roll_s: float = Field(default=4.0, ge=0.0, le=120.0, description="Seconds of clip after the START.")
+    clip_fps: float = Field(
+        default=5.0, gt=0.0, le=30.0, description="Frame rate of the clip (and its ring)."
+    )
+    clip_max_width: int = Field(
+        default=960, ge=160, le=3840, description="Clips are scaled down to this width."
+    )
+
+
+class SchedulerConfig(_Strict):
+    """Which cameras' newest frames go to the shared detector (``edge_agent/scheduler.py``)."""
+
+    max_batch: int = Field(
+        default=4, ge=1, le=32, description="Most frames in one detector call (one per camera at most)."
+    )
+    max_wait_s: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=30.0,
+        description="A live frame waiting longer than this for a detector slot is dropped as stale.",
+    )
 
 
 class AgentConfig(_Strict):
@@ -180,7 +416,14 @@ class AgentConfig(_Strict):
     evidence_dir: Path = Field(
         default=Path("var/agent/evidence"), description="Local copy of evidence files."
     )
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="Evidence per incident.")
+    outbox: OutboxConfig = Field(
+        default_factory=OutboxConfig, description="Durable delivery spool and evidence uploads."
+    )
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16, description="Cameras of this cluster.")
+    scheduler: SchedulerConfig = Field(
+        default_factory=SchedulerConfig, description="Detector batching across cameras."
+    )
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AgentConfig:
@@ -225,6 +468,10 @@ def load_config(path: Path) -> AgentConfig:
         for c in cfg.cameras
     ]
     evidence_dir = cfg.evidence_dir if cfg.evidence_dir.is_absolute() else (base / cfg.evidence_dir).resolve()
+    if cfg.outbox.path is not None and not cfg.outbox.path.is_absolute():
+        cfg = cfg.model_copy(
+            update={"outbox": cfg.outbox.model_copy(update={"path": (base / cfg.outbox.path).resolve()})}
+        )
     return cfg.model_copy(update={"model": model, "cameras": cameras, "evidence_dir": evidence_dir})
 
 

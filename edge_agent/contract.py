@@ -21,6 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 SCHEMA_EVENT: Final = "streetwatch.event/1"
 SCHEMA_STATUS: Final = "streetwatch.status/1"
+SCHEMA_HEARTBEAT: Final = "streetwatch.heartbeat/1"
 DEFAULT_TOPIC_PREFIX = "sw/v1"
 
 _ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -178,6 +179,86 @@ class NodeStatus(_Strict):
         return self.model_dump_json(by_alias=True).encode()
 
 
+_COUNTER_KEY_RE = r"[a-z][a-z0-9_]{0,31}\.[a-z][a-z0-9_]{0,31}"
+Millis = Annotated[float, Field(ge=0.0, le=600_000.0)]
+
+
+class CameraHealth(_Strict):
+    """One camera's numbers in a heartbeat: rates over the last heartbeat interval, counters since start."""
+
+    camera_id: Identifier = Field(description="Camera on the node.")
+    fps: float = Field(ge=0.0, le=1000.0, description="Frames read per second over the last interval.")
+    detect_fps: float = Field(
+        ge=0.0, le=1000.0, description="Detector runs per second over the last interval."
+    )
+    frames_dropped: int = Field(
+        ge=0, description="Frames lost since start: replaced by a newer one before use, or undecodable."
+    )
+    decode_errors: int = Field(ge=0, description="Reads that returned no image since start.")
+    inference_ms_p50: Millis | None = Field(
+        default=None, description="Median detector latency (recent runs)."
+    )
+    inference_ms_p95: Millis | None = Field(default=None, description="95th percentile detector latency.")
+
+
+class OutboxHealth(_Strict):
+    """The node's durable delivery spool: what waits, how big it is, and what had to be dropped."""
+
+    depth: int = Field(ge=0, description="Messages waiting (events and telemetry), in flight included.")
+    uploads: int = Field(ge=0, description="Evidence uploads waiting.")
+    bytes: int = Field(ge=0, description="Bytes spooled: payloads plus evidence not yet accepted by central.")
+    max_bytes: int = Field(gt=0, description="Configured cap of ``bytes``.")
+    oldest_age_s: float | None = Field(default=None, ge=0.0, description="Age of the oldest waiting message.")
+    dropped: dict[str, int] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Drops since the spool was created, keyed 'class.reason' (e.g. 'telemetry.cap_evicted').",
+    )
+
+    @field_validator("dropped")
+    @classmethod
+    def _counter_keys(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, count in value.items():
+            if not re.fullmatch(_COUNTER_KEY_RE, key):
+                raise ValueError(f"drop counter {key!r} must look like 'class.reason'")
+            if count < 0:
+                raise ValueError(f"drop counter {key!r} is negative")
+        return value
+
+
+class Heartbeat(_Strict):
+    """Published at QoS 0 on ``{prefix}/nodes/{node}/heartbeat``: the node's health at a glance.
+
+    QoS 0 because a heartbeat is superseded by the next one; the outbox still spools them (as the lowest
+    class, evicted first) so an outage leaves a record of how the node fared.
+    """
+
+    schema_: Literal["streetwatch.heartbeat/1"] = Field(
+        default=SCHEMA_HEARTBEAT, alias="schema", description="Contract version."
+    )
+    node_id: Identifier = Field(description="Node id.")
+    at: AwareDatetime = Field(description="When the node measured (UTC).")
+    uptime_s: float = Field(ge=0.0, description="Seconds since the agent started.")
+    software: str = Field(default="", max_length=64, description="streetwatch version on the node.")
+    config_version: int | None = Field(default=None, ge=0, description="Config version applied.")
+    cameras: list[CameraHealth] = Field(default_factory=list, max_length=64, description="Per-camera health.")
+    outbox: OutboxHealth = Field(description="Delivery spool.")
+    mqtt_reconnects: int = Field(ge=0, description="Times the broker connection was lost since start.")
+    disk_free_bytes: int | None = Field(default=None, ge=0, description="Free bytes where the outbox lives.")
+    cpu_temp_c: float | None = Field(
+        default=None, ge=-60.0, le=200.0, description="CPU/SoC temperature, when the board exposes it."
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> Heartbeat:
+        return cls.model_validate_json(payload)
+
+
 class Topics:
     """Topic names of the contract; one place builds them so nodes and central cannot disagree."""
 
@@ -209,6 +290,9 @@ class Topics:
 
     def all_status(self) -> str:
         return f"{self.prefix}/nodes/+/status"
+
+    def all_heartbeats(self) -> str:
+        return f"{self.prefix}/nodes/+/heartbeat"
 
     def node_of(self, topic: str) -> str | None:
         """The node id in a topic of this prefix, or None when the topic is not one of ours."""

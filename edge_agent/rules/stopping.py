@@ -11,6 +11,9 @@ One small state machine per track. Two debounced facts feed it:
 
 The incident starts at ``max(still since, inside since)``; once it has lasted ``min_dwell_s`` the rule emits
 one START and stays quiet until END (moved, left the zone, or unseen for more than ``end_grace_s``).
+
+With a ``schedule`` the rule is in force only inside its windows: dwell counts from the later of the window's
+opening and the stop, and open incidents end when the window closes.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge_agent.config import IllegalStoppingRuleConfig, ZoneConfig
+from edge_agent.config import ZoneConfig
 from edge_agent.contract import EventType, Phase
 from edge_agent.geometry import Point, point_in_polygon, scale
 from edge_agent.rules.base import Finding, TrackSnapshot
+from edge_agent.rules.ruleconfig import IllegalStoppingRuleConfig
+from edge_agent.rules.schedule import ScheduleGate, WallClock
 from edge_agent.types import Track
 
 # Anchors that form the stationary reference (their median). Few enough to be fixed within a second or two.
@@ -68,8 +73,15 @@ class IllegalStoppingRule:
     ['start']
     """
 
-    def __init__(self, cfg: IllegalStoppingRuleConfig, zone: ZoneConfig, frame_size: tuple[int, int]) -> None:
-        """``frame_size`` is (width, height) in pixels; the normalized zone is scaled to it once here."""
+    def __init__(
+        self,
+        cfg: IllegalStoppingRuleConfig,
+        zone: ZoneConfig,
+        frame_size: tuple[int, int],
+        clock: WallClock | None = None,
+    ) -> None:
+        """``frame_size`` is (width, height) in pixels; the normalized zone is scaled to it once here.
+        ``clock`` maps monotonic seconds to UTC; a rule with a schedule needs it."""
         width, height = frame_size
         if width <= 0 or height <= 0:
             raise ValueError(f"frame_size must be positive, got {frame_size}")
@@ -86,6 +98,7 @@ class IllegalStoppingRule:
         self._classes = frozenset(cfg.classes)
         self._forget_after = max(cfg.end_grace_s, _FORGET_AFTER_S)
         self._states: dict[int, _State] = {}
+        self._gate = ScheduleGate(cfg.schedule, clock)
 
     @property
     def tracked_count(self) -> int:
@@ -96,6 +109,12 @@ class IllegalStoppingRule:
         """Advance with this frame's tracks; tracks not updated this frame (``time_since_update > 0``) are
         treated as unseen."""
         findings: list[Finding] = []
+        was_active = self._gate.active
+        if not self._gate.update(now) and was_active:
+            # The window closed: every open stop ends now.
+            findings += [
+                self._end(t, st, now) for t, st in self._states.items() if st.event_started is not None
+            ]
         seen: set[int] = set()
         for track in tracks:
             if track.label not in self._classes or track.time_since_update > 0 or track.track_id in seen:
@@ -145,9 +164,9 @@ class IllegalStoppingRule:
             if not st.inside or st.still_since > st.event_started:
                 return self._end(track.track_id, st, now)
             return None
-        if not st.inside or now < st.cooldown_until:
+        if not st.inside or now < st.cooldown_until or not self._gate.active:
             return None
-        started = max(st.still_since, st.inside_since)
+        started = max(st.still_since, st.inside_since, self._gate.since)
         if now - started < self.cfg.min_dwell_s:
             return None
         st.event_started = started

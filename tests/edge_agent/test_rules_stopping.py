@@ -10,8 +10,10 @@ import pytest
 from edge_agent.config import IllegalStoppingRuleConfig, ZoneConfig
 from edge_agent.contract import EventType, Phase
 from edge_agent.rules.base import Finding
+from edge_agent.rules.schedule import fixed_clock
 from edge_agent.rules.stopping import IllegalStoppingRule
 from edge_agent.types import Track
+from tests.edge_agent.rulekit import LOCAL_MIDNIGHT_MON
 
 W, H = 1920, 1080
 # Pixels: x 480..1440, y 540..1080 (bottom half, middle half).
@@ -404,3 +406,50 @@ def test_with_the_tracker_a_parked_car_occluded_by_a_passing_bus_is_one_event():
         findings += rule.evaluate(tracker.update(dets, t), t)
     assert [(f.phase, f.key) for f in findings] == [(Phase.START, "track-1")]
     assert findings[0].started == 0.2  # confirmed on its second frame (min_hits=2)
+
+
+# --- schedules ------------------------------------------------------------------------------------------------
+
+
+def scheduled_rule(start: str, end: str, **overrides: object) -> IllegalStoppingRule:
+    params: dict[str, object] = {
+        "type": "illegal_stopping",
+        "id": "stop-1",
+        "zone": "no-stop",
+        "min_dwell_s": 30.0,
+        "schedule": {"windows": [{"start": start, "end": end}]},
+    }
+    params.update(overrides)
+    cfg = IllegalStoppingRuleConfig.model_validate(params)
+    return IllegalStoppingRule(cfg, ZONE, (W, H), fixed_clock(LOCAL_MIDNIGHT_MON))
+
+
+def test_outside_the_schedule_nothing_fires():
+    rule, car = scheduled_rule("07:00", "09:00"), Car(1)  # mono 0 is 00:00 local
+    assert park(rule, car, 900, 800, 0.0, 120.0) == []
+
+
+def test_dwell_counts_from_the_window_opening_and_the_window_closing_ends_it():
+    """Parked since 06:59:00; the no-stopping window opens at 07:00: START at 07:00:30, END at 09:00:00."""
+    rule, car = scheduled_rule("07:00", "09:00"), Car(1)
+    t0 = 7 * 3600.0 - 60.0
+    out: list[Finding] = []
+    for t in frames(t0, 9 * 3600.0 + 5.0, dt=1.0):
+        out += rule.evaluate([car.at(900, 800, t)], t)
+    assert [(f.phase, f.started, f.now) for f in out] == [
+        (Phase.START, 7 * 3600.0, 7 * 3600.0 + 30.0),
+        (Phase.END, 7 * 3600.0, 9 * 3600.0),
+    ]
+
+
+def test_without_a_clock_a_schedule_is_refused():
+    cfg = IllegalStoppingRuleConfig.model_validate(
+        {
+            "type": "illegal_stopping",
+            "id": "r",
+            "zone": "no-stop",
+            "schedule": {"windows": [{"start": "07:00", "end": "09:00"}]},
+        }
+    )
+    with pytest.raises(ValueError, match="wall clock"):
+        IllegalStoppingRule(cfg, ZONE, (W, H))

@@ -1,0 +1,179 @@
+"""Traffic-signal state for the red-light rule: from the colour of a signal head in the image, or from an
+external feed of timestamped state messages.
+
+Both sources answer ``state(now)`` with RED, AMBER, GREEN or UNKNOWN, and UNKNOWN whenever they are not sure
+(no frame or message recently, nothing lit for too long, two colours lit): the red-light rule raises nothing
+on UNKNOWN, it never guesses.
+
+The colour classifier counts the *lit* pixels of a small box around one signal head (HSV saturation and
+brightness above thresholds) per hue band. Overexposed lamps have a white-yellow core and a coloured halo, so
+the colour is decided by the band with the most lit pixels, which must cover ``min_lit_fraction`` of the box
+and ``dominance`` times the runner-up. LED heads flicker against the camera's shutter (on the Hai Phong clip
+the red lamp reads dark on one frame in six), so a dark head keeps the last state for ``dark_hold_s``; a change
+of colour is reported after ``min_frames`` consecutive readings of the new one (hysteresis).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from edge_agent.rules.sceneconfig import ColourSignalConfig, ExternalSignalConfig
+from edge_agent.rules.schedule import WallClock
+from edge_agent.types import Frame, Image
+
+
+class SignalState(StrEnum):
+    RED = "red"
+    AMBER = "amber"
+    GREEN = "green"
+    UNKNOWN = "unknown"
+
+
+class SignalSource(Protocol):
+    id: str
+
+    def update(self, frame: Frame) -> None:
+        """Look at a frame (the pipeline calls this before the rules); sources without a picture ignore it."""
+        ...
+
+    def state(self, now: float) -> SignalState:
+        """The state at monotonic ``now``; UNKNOWN when not sure."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One classification of one crop: ``dark`` when nothing is lit enough to decide."""
+
+    state: SignalState
+    dark: bool
+    fractions: dict[str, float]
+
+
+def _band(hue: np.ndarray, band: tuple[int, int]) -> np.ndarray:
+    lo, hi = band
+    return (hue >= lo) & (hue <= hi) if lo <= hi else (hue >= lo) | (hue <= hi)
+
+
+def classify(crop: Image, cfg: ColourSignalConfig) -> Reading:
+    """Classify a BGR crop of one signal head (see the module notes)."""
+    if crop.size == 0:
+        return Reading(SignalState.UNKNOWN, True, {})
+    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
+    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    lit = (sat >= cfg.min_saturation) & (val >= cfg.min_value)
+    total = float(hue.size)
+    fractions = {
+        SignalState.RED.value: float((lit & _band(hue, cfg.red_hue)).sum()) / total,
+        SignalState.AMBER.value: float((lit & _band(hue, cfg.amber_hue)).sum()) / total,
+        SignalState.GREEN.value: float((lit & _band(hue, cfg.green_hue)).sum()) / total,
+    }
+    ranked = sorted(fractions.items(), key=lambda kv: kv[1], reverse=True)
+    (best, best_f), (_, second_f) = ranked[0], ranked[1]
+    if best_f < cfg.min_lit_fraction:
+        return Reading(SignalState.UNKNOWN, True, fractions)
+    if best_f < cfg.dominance * second_f:
+        return Reading(SignalState.UNKNOWN, False, fractions)
+    return Reading(SignalState(best), False, fractions)
+
+
+class ColourSignal:
+    """Signal state from the colour of a box of the image, with hysteresis over frames."""
+
+    def __init__(self, cfg: ColourSignalConfig, frame_size: tuple[int, int]) -> None:
+        width, height = frame_size
+        (x1, y1), (x2, y2) = cfg.roi
+        self.id: str = cfg.id
+        self.cfg = cfg
+        self._box = (
+            max(0, int(x1 * width)),
+            max(0, int(y1 * height)),
+            min(width, max(int(x1 * width) + 1, round(x2 * width))),
+            min(height, max(int(y1 * height) + 1, round(y2 * height))),
+        )
+        self._state = SignalState.UNKNOWN
+        self.since = 0.0
+        self.last_reading: Reading | None = None
+        self._last_frame: float | None = None
+        self._last_lit = -np.inf
+        self._cand = SignalState.UNKNOWN
+        self._cand_n = 0
+        self._cand_since = 0.0
+
+    def crop(self, image: Image) -> Image:
+        x1, y1, x2, y2 = self._box
+        return image[y1:y2, x1:x2]
+
+    def update(self, frame: Frame) -> None:
+        self.observe(classify(self.crop(frame.image), self.cfg), frame.mono)
+
+    def observe(self, reading: Reading, now: float) -> None:
+        """Advance the hysteresis with one reading taken at ``now``."""
+        self.last_reading, self._last_frame = reading, now
+        if reading.dark:
+            if self._state is not SignalState.UNKNOWN and now - self._last_lit > self.cfg.dark_hold_s:
+                self._set(SignalState.UNKNOWN, now)
+            return
+        self._last_lit = now
+        raw = reading.state
+        if raw is self._state:
+            self._cand_n = 0
+            return
+        if raw is self._cand and self._cand_n > 0:
+            self._cand_n += 1
+        else:
+            self._cand, self._cand_n, self._cand_since = raw, 1, now
+        if self._cand_n >= self.cfg.min_frames:
+            self._set(raw, self._cand_since)
+
+    def _set(self, state: SignalState, since: float) -> None:
+        self._state, self.since, self._cand_n = state, since, 0
+
+    def state(self, now: float) -> SignalState:
+        if self._last_frame is None or now - self._last_frame > self.cfg.stale_after_s:
+            return SignalState.UNKNOWN
+        return self._state
+
+
+class ExternalSignalFeed:
+    """Signal state pushed by another system (the lead wires it to MQTT): each message carries its UTC time
+    and expires ``max_age_s`` after it; older-than-latest messages are ignored. Thread-safe."""
+
+    def __init__(self, cfg: ExternalSignalConfig, clock: WallClock) -> None:
+        self.id: str = cfg.id
+        self.cfg = cfg
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._latest: tuple[SignalState, datetime] | None = None
+
+    def push(self, state: SignalState | str, at: datetime) -> bool:
+        """Accept one state message; returns False when it is older than the latest one (ignored)."""
+        if at.tzinfo is None:
+            raise ValueError("signal message time must be timezone-aware (UTC)")
+        value = SignalState(state)
+        with self._lock:
+            if self._latest is not None and at < self._latest[1]:
+                return False
+            self._latest = (value, at)
+        return True
+
+    def update(self, frame: Frame) -> None:
+        return None
+
+    def state(self, now: float) -> SignalState:
+        with self._lock:
+            latest = self._latest
+        if latest is None:
+            return SignalState.UNKNOWN
+        value, at = latest
+        age = (self._clock(now) - at).total_seconds()
+        if age > self.cfg.max_age_s or age < -self.cfg.max_skew_s:
+            return SignalState.UNKNOWN
+        return value
