@@ -1,7 +1,10 @@
-"""Camera input: video files (replayed in real time or as fast as possible) and network streams with reconnect.
+"""Camera input: video files (replayed in real time or as fast as possible), RTSP/HTTP streams and USB devices.
 
 File time, not wall time, drives the clocks of file frames (``mono = start + position``), so a rule sees the
-same durations whether a clip is replayed in real time for a demo or as fast as possible in a test.
+same durations whether a clip is replayed in real time for a demo or as fast as possible in a test. Live
+sources (streams, devices) stamp frames with the clock at arrival and reconnect with exponential backoff and
+jitter. ``VideoSource`` is the synchronous iterator; ``capture_reader.CameraReader`` runs one in a background
+thread per camera with newest-frame semantics, a ring buffer and a stall watchdog.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -27,22 +32,125 @@ class CaptureError(Exception):
     """A source that cannot be used at all (missing or unreadable file, bad URL)."""
 
 
+class SourceKind(StrEnum):
+    FILE = "file"
+    STREAM = "stream"  # rtsp://, http(s):// MJPEG, anything else FFmpeg opens by URL
+    DEVICE = "device"  # USB/V4L2 camera: "0" (index) or /dev/videoN
+
+
+def source_kind(source: str) -> SourceKind:
+    """Classify a configured source string.
+
+    >>> [source_kind(s) for s in ("rtsp://cam/1", "http://cam/mjpg", "0", "/dev/video2", "clip.mp4")]
+    [<SourceKind.STREAM: 'stream'>, <SourceKind.STREAM: 'stream'>, <SourceKind.DEVICE: 'device'>, \
+<SourceKind.DEVICE: 'device'>, <SourceKind.FILE: 'file'>]
+    """
+    if "://" in source:
+        return SourceKind.STREAM
+    if source.isdigit() or source.startswith("/dev/video"):
+        return SourceKind.DEVICE
+    return SourceKind.FILE
+
+
 def is_stream(source: str) -> bool:
-    return "://" in source
+    """Whether the source is live (a network stream or a device): no file time, reconnects instead of ending."""
+    return source_kind(source) is not SourceKind.FILE
+
+
+class Capture(Protocol):
+    """The part of ``cv2.VideoCapture`` we use; tests inject fakes (hung reads, failing opens)."""
+
+    def isOpened(self) -> bool: ...  # noqa: N802 (OpenCV's name)
+
+    def read(self) -> tuple[bool, Any]: ...
+
+    def get(self, prop_id: int) -> float: ...
+
+    def set(self, prop_id: int, value: float) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+Opener = Callable[[str, SourceKind, float, float], Capture]
+
+
+def open_capture(source: str, kind: SourceKind, open_timeout_s: float, read_timeout_s: float) -> Capture:
+    """Open with OpenCV. Streams get FFmpeg open/read timeouts so a dead camera cannot block a reader forever
+    (OpenCV's FFmpeg backend defaults RTSP to TCP, which survives packet loss without smeared frames)."""
+    if kind is SourceKind.DEVICE:
+        index = int(source) if source.isdigit() else source
+        return cv2.VideoCapture(index, cv2.CAP_ANY)
+    if kind is SourceKind.STREAM:
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(read_timeout_s * 1000),
+        ]
+        return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+
+
+class Backoff:
+    """Exponential backoff with equal jitter: the n-th wait lies in [d/2, d], d = min(cap, initial * 2**n).
+
+    Jitter keeps the cameras of a cluster (and the nodes of a ward) from reconnecting in lockstep after a
+    shared switch reboots.
+
+    >>> b = Backoff(0.5, 4.0, rng=lambda: 1.0)
+    >>> [b.next_delay() for _ in range(5)]
+    [0.5, 1.0, 2.0, 4.0, 4.0]
+    """
+
+    def __init__(self, initial_s: float, max_s: float, rng: Callable[[], float] = random.random) -> None:
+        if initial_s <= 0 or max_s < initial_s:
+            raise ValueError("need 0 < initial_s <= max_s")
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self._rng = rng
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        d = min(self.max_s, self.initial_s * 2.0 ** min(self.attempt, 60))
+        self.attempt += 1
+        return d / 2.0 + self._rng() * d / 2.0
+
+    def reset(self) -> None:
+        self.attempt = 0
 
 
 @dataclass(slots=True)
 class CaptureStats:
-    """Counters per camera; failures are data (reported in heartbeats and logs)."""
+    """Counters per camera; failures are data (reported in heartbeats and logs).
+
+    ``reconnects`` counts successful re-opens after a loss or a stall; ``open_failures`` the attempts that
+    failed; ``decode_errors`` the reads of an open live source that returned no image (lost or broken stream),
+    or a file that yielded nothing; ``unseen`` the frames replaced by a newer one before any consumer took them.
+    """
 
     frames: int = 0
     decode_errors: int = 0
     reconnects: int = 0
+    open_failures: int = 0
+    stalls: int = 0
+    unseen: int = 0
     last_frame_mono: float | None = None
 
 
+class SourceState(StrEnum):
+    IDLE = "idle"
+    OPENING = "opening"
+    READING = "reading"
+    BACKOFF = "backoff"
+    ENDED = "ended"
+
+
 class VideoSource:
-    """One camera's frames as an iterator. Streams reconnect with exponential backoff and jitter."""
+    """One camera's frames as an iterator. Streams and devices reconnect with exponential backoff and jitter.
+
+    ``state``/``state_since`` (on ``clock``) tell a watchdog whether the source is opening or reading (and so
+    can stall) or deliberately waiting in backoff.
+    """
 
     def __init__(
         self,
@@ -53,21 +161,39 @@ class VideoSource:
         loop: bool = False,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         max_backoff_s: float = 60.0,
+        initial_backoff_s: float = 1.0,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+        rng: Callable[[], float] = random.random,
+        opener: Opener = open_capture,
+        stats: CaptureStats | None = None,
+        first_index: int = 0,
+        wall: Callable[[], datetime] | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.source = source
+        self.kind = source_kind(source)
         self.realtime = realtime
         self.loop = loop
-        self.stats = CaptureStats()
+        self.stats = stats if stats is not None else CaptureStats()
         self._stop = stop or threading.Event()
         self._clock = clock
-        self._sleep = sleep
-        self._max_backoff_s = max_backoff_s
+        self._sleep = sleep if sleep is not None else self._stop.wait
+        self._wall = wall or (lambda: datetime.now(UTC))
+        self._backoff = Backoff(initial_backoff_s, max(max_backoff_s, initial_backoff_s), rng)
+        self._open_timeout_s = open_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._opener = opener
+        self._index = first_index
+        self._opened_once = False
+        self._failures_in_row = 0
+        self.state = SourceState.IDLE
+        self.state_since = clock()
         self.fps = 0.0
         self.size = (0, 0)
-        if not is_stream(source):
+        if self.kind is SourceKind.FILE:
             path = Path(source)
             if not path.is_file():
                 raise CaptureError(f"camera {camera_id}: video file not found: {source}")
@@ -76,8 +202,22 @@ class VideoSource:
                 raise CaptureError(f"camera {camera_id}: cannot decode {source} (not a video, or corrupt)")
             cap.release()
 
-    def _open(self) -> cv2.VideoCapture | None:
-        cap = cv2.VideoCapture(self.source)
+    @property
+    def next_index(self) -> int:
+        """Index the next frame will carry (a restarted reader continues the numbering)."""
+        return self._index
+
+    def _set_state(self, state: SourceState) -> None:
+        self.state = state
+        self.state_since = self._clock()
+
+    def _open(self) -> Capture | None:
+        self._set_state(SourceState.OPENING)
+        try:
+            cap = self._opener(self.source, self.kind, self._open_timeout_s, self._read_timeout_s)
+        except cv2.error as err:
+            log.warning("camera %s: opening %s raised %s", self.camera_id, self.source, err)
+            return None
         if not cap.isOpened():
             cap.release()
             return None
@@ -85,7 +225,7 @@ class VideoSource:
         if not ok or probe is None:
             cap.release()
             return None
-        if not is_stream(self.source):
+        if self.kind is SourceKind.FILE:
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # the probe read must not skip frame 0
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 1.0 <= fps <= 240.0 else 25.0
@@ -94,20 +234,23 @@ class VideoSource:
 
     def frames(self) -> Iterator[Frame]:
         """Yield frames until the file ends (unless looping) or ``stop`` is set."""
-        if is_stream(self.source):
-            yield from self._stream_frames()
-        else:
-            yield from self._file_frames()
+        try:
+            if self.kind is SourceKind.FILE:
+                yield from self._file_frames()
+            else:
+                yield from self._live_frames()
+        finally:
+            self._set_state(SourceState.ENDED)
 
     def _file_frames(self) -> Iterator[Frame]:
-        index = 0
         start_mono = self._clock()
-        start_wall = datetime.now(UTC)
+        start_wall = self._wall()
         offset_s = 0.0  # time of frame 0 of the current pass, so looping keeps time moving forward
         while not self._stop.is_set():
             cap = self._open()
             if cap is None:
                 raise CaptureError(f"camera {self.camera_id}: cannot reopen {self.source}")
+            self._set_state(SourceState.READING)
             pass_frames = 0
             try:
                 while not self._stop.is_set():
@@ -124,12 +267,12 @@ class VideoSource:
                     self.stats.last_frame_mono = start_mono + pos_s
                     yield Frame(
                         self.camera_id,
-                        index,
+                        self._index,
                         np.asarray(image, dtype=np.uint8),
                         start_mono + pos_s,
                         start_wall + timedelta(seconds=pos_s),
                     )
-                    index += 1
+                    self._index += 1
             finally:
                 cap.release()
             if pass_frames == 0:
@@ -140,33 +283,63 @@ class VideoSource:
             offset_s += pass_frames / self.fps
             log.info("camera %s: end of %s, looping", self.camera_id, self.source)
 
-    def _stream_frames(self) -> Iterator[Frame]:
-        index = 0
-        backoff = 1.0
+    def _live_frames(self) -> Iterator[Frame]:
         while not self._stop.is_set():
             cap = self._open()
             if cap is None:
-                self.stats.reconnects += 1
-                delay = min(self._max_backoff_s, backoff) * random.uniform(0.5, 1.0)
-                log.warning("camera %s: cannot open stream, retry in %.1fs", self.camera_id, delay)
+                self.stats.open_failures += 1
+                self._failures_in_row += 1
+                delay = self._backoff.next_delay()
+                log.warning(
+                    "camera %s: cannot open %s (failure %d in a row, %d in all), retry in %.2fs",
+                    self.camera_id,
+                    self.source,
+                    self._failures_in_row,
+                    self.stats.open_failures,
+                    delay,
+                )
+                self._set_state(SourceState.BACKOFF)
                 self._stop.wait(delay)
-                backoff *= 2
                 continue
-            backoff = 1.0
+            if self._opened_once:
+                self.stats.reconnects += 1
+                log.info(
+                    "camera %s: reconnected to %s after %d failed attempt(s) (reconnect %d)",
+                    self.camera_id,
+                    self.source,
+                    self._failures_in_row,
+                    self.stats.reconnects,
+                )
+            self._failures_in_row = 0
+            self._opened_once = True
+            self._backoff.reset()
+            self._set_state(SourceState.READING)
             try:
                 while not self._stop.is_set():
                     ok, image = cap.read()
                     if not ok or image is None:
                         self.stats.decode_errors += 1
-                        log.warning("camera %s: stream read failed, reconnecting", self.camera_id)
+                        log.warning(
+                            "camera %s: read failed after frame %d (read errors %d), reconnecting",
+                            self.camera_id,
+                            self._index - 1,
+                            self.stats.decode_errors,
+                        )
                         break
                     now = self._clock()
                     self.stats.frames += 1
                     self.stats.last_frame_mono = now
                     yield Frame(
-                        self.camera_id, index, np.asarray(image, dtype=np.uint8), now, datetime.now(UTC)
+                        self.camera_id, self._index, np.asarray(image, dtype=np.uint8), now, self._wall()
                     )
-                    index += 1
+                    self._index += 1
+                    self._set_state(SourceState.READING)
             finally:
                 cap.release()
-            self.stats.reconnects += 1
+            if not self._stop.is_set():
+                self._set_state(SourceState.BACKOFF)
+                self._stop.wait(self._backoff.next_delay())
+
+    def mark_reconnecting(self) -> None:
+        """A restarted reader's first open counts as a reconnect (the previous one was lost to a stall)."""
+        self._opened_once = True
