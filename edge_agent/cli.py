@@ -14,7 +14,7 @@ from types import FrameType
 
 from edge_agent import __version__
 from edge_agent.capture import CaptureError, VideoSource
-from edge_agent.config import ConfigError, load_config
+from edge_agent.config import AgentConfig, ConfigError, load_config
 
 EXIT_CONFIG = 2
 EXIT_ASSET = 3
@@ -32,6 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="validate a config, the model and the video sources, then exit")
     check.add_argument("--config", "-c", type=Path, required=True, help="agent YAML config")
+    rep = sub.add_parser(
+        "replay", help="run one camera's clip through the pipeline offline: events, evidence, annotated video"
+    )
+    rep.add_argument("--config", "-c", type=Path, required=True, help="agent YAML config (zones, rules)")
+    rep.add_argument("--camera", help="camera id (default: the first camera)")
+    rep.add_argument("--source", help="replay this file instead of the camera's source")
+    rep.add_argument("--out", "-o", type=Path, required=True, help="output folder")
+    rep.add_argument("--no-video", action="store_true", help="skip the annotated output video")
+    rep.add_argument("--max-seconds", type=float, help="stop after this much video time")
     return p
 
 
@@ -68,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
+    if args.command == "replay":
+        return _replay(args, cfg, DetectorError)
+
     from edge_agent.agent import Agent
 
     try:
@@ -86,6 +98,30 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     return agent.run()
+
+
+def _replay(args: argparse.Namespace, cfg: AgentConfig, detector_error: type[Exception]) -> int:
+    from edge_agent.replay import replay
+
+    cams = {c.id: c for c in cfg.cameras}
+    camera = cams.get(args.camera) if args.camera else cfg.cameras[0]
+    if camera is None:
+        print(f"streetwatch-agent: no camera {args.camera!r}; config has {sorted(cams)}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.source:
+        camera = camera.model_copy(update={"source": str(Path(args.source).resolve())})
+    try:
+        summary = replay(cfg, camera, args.out, video=not args.no_video, max_seconds=args.max_seconds)
+    except (detector_error, CaptureError) as err:
+        print(f"streetwatch-agent: {err}", file=sys.stderr)
+        return EXIT_ASSET
+    print(
+        f"replayed {summary.seconds:.1f}s of {camera.id} in {summary.wall_seconds:.1f}s: "
+        f"{sum(summary.events.values())} event message(s) {summary.events}, "
+        f"{summary.evidence_files} evidence file(s); results in {args.out}"
+        + (f", video {summary.video}" if summary.video else "")
+    )
+    return 0
 
 
 if __name__ == "__main__":

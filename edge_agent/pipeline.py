@@ -1,7 +1,9 @@
 """One camera's path from frame to event: detect -> track -> rules -> events with evidence.
 
 The pipeline is synchronous and clock-free: it acts on the frame it is given, with the frame's own times, so
-tests drive it frame by frame and the agent drives it from a capture thread.
+tests drive it frame by frame. The agent feeds it frames the scheduler already sent through the shared,
+batched detector (``process_detections``); ``process`` detects by itself at the camera's detect fps (tests,
+replay).
 """
 
 from __future__ import annotations
@@ -11,20 +13,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge_agent.config import CameraConfig
-from edge_agent.contract import Event, EventType, EvidenceKind, Phase
+from edge_agent.clips import ClipEncoder
+from edge_agent.config import CameraConfig, EvidenceConfig
+from edge_agent.contract import Event, Phase
 from edge_agent.events import Context, EventBuilder
-from edge_agent.evidence import EvidenceFile, EvidenceStore, annotate, encode_jpeg
+from edge_agent.evidence import EvidenceFile, EvidenceStore
 from edge_agent.geometry import scale
+from edge_agent.recorder import EvidenceRecorder
 from edge_agent.rules.base import Finding, Rule
-from edge_agent.rules.stopping import IllegalStoppingRule
+from edge_agent.rules.registry import build_rule_set
+from edge_agent.rules.schedule import FrameClock, WallClock
 from edge_agent.tracker import ByteTracker
-from edge_agent.types import Detections, Frame, Image
+from edge_agent.types import Detections, Frame, Image, Track
 
 log = logging.getLogger(__name__)
 
 Detect = Callable[[list[Image]], list[Detections]]
 Sink = Callable[[Event, tuple[EvidenceFile, ...]], None]
+
+# The measurement shown on a snapshot's caption, by preference.
+_CAPTION_MEASURES = (("dwell_s", "dwell {:.1f}s"), ("speed_kmh", "{:.0f} km/h"), ("count", "{:.0f} persons"))
 
 
 @dataclass(slots=True)
@@ -35,15 +43,21 @@ class PipelineStats:
     findings: int = 0
     detect_ms_total: float = 0.0
     events_by_phase: dict[str, int] = field(default_factory=dict)
+    ends_held: int = 0
 
 
-def build_rules(cam: CameraConfig, frame_size: tuple[int, int]) -> list[Rule]:
-    zones = {z.id: z for z in cam.zones}
-    rules: list[Rule] = []
-    for rc in cam.rules:
-        if rc.type == "illegal_stopping":
-            rules.append(IllegalStoppingRule(rc, zones[rc.zone], frame_size))
-    return rules
+def build_rules(cam: CameraConfig, frame_size: tuple[int, int], clock: WallClock | None = None) -> list[Rule]:
+    """The camera's rules (``rules.registry.build_rule_set`` also gives the frame inputs and signals)."""
+    return build_rule_set(cam, frame_size, clock or FrameClock()).rules
+
+
+def caption(finding: Finding, camera_id: str, frame: Frame) -> str:
+    text = f"{finding.type.value.replace('_', ' ').upper()}  {camera_id}/{finding.zone_id}"
+    for name, fmt in _CAPTION_MEASURES:
+        if name in finding.measurements:
+            text += "  " + fmt.format(finding.measurements[name])
+            break
+    return text + f"  {frame.wall.strftime('%Y-%m-%d %H:%M:%S')}Z"
 
 
 class CameraPipeline:
@@ -56,17 +70,31 @@ class CameraPipeline:
         store: EvidenceStore,
         sink: Sink,
         tracker: ByteTracker | None = None,
+        evidence: EvidenceConfig | None = None,
+        encoder: ClipEncoder | None = None,
     ) -> None:
         self.cam = cam
         self.frame_size = frame_size
         self._detect = detect
         self.tracker = tracker or ByteTracker()
-        self.rules = build_rules(cam, frame_size)
+        # Rules run on monotonic time; schedules and signal messages read UTC through the latest frame.
+        self.clock = FrameClock()
+        rule_set = build_rule_set(cam, frame_size, self.clock)
+        self.rules = rule_set.rules
+        self.frame_inputs = rule_set.inputs  # signal heads read by colour, background models
+        self.signals = rule_set.signals  # by id; external feeds accept pushed state messages
         self.builder = EventBuilder(ctx)
         self.store = store
         self.sink = sink
         self.stats = PipelineStats()
-        self._zones_px = {z.id: scale(z.polygon, frame_size[0], frame_size[1]) for z in cam.zones}
+        self.last_tracks: list[Track] = []
+        zones_px = {z.id: scale(z.polygon, frame_size[0], frame_size[1]) for z in cam.zones}
+        zones_px.update({ln.id: scale(ln.points, frame_size[0], frame_size[1]) for ln in cam.lines})
+        self.recorder = EvidenceRecorder(
+            evidence or EvidenceConfig(), store, zones_px, encoder if encoder is not None else ClipEncoder()
+        )
+        self._started: dict[tuple[str, str], Event] = {}  # open incidents' START events, for clip UPDATEs
+        self._held_ends: dict[tuple[str, str], Event] = {}  # ENDs waiting for their incident's clip
         self._interval = 1.0 / cam.detect_fps
         self._next_detect: float | None = None
 
@@ -74,43 +102,91 @@ class CameraPipeline:
         """Whether this frame should go through the detector (per-camera detect fps)."""
         return self._next_detect is None or frame.mono >= self._next_detect - 1e-6
 
-    def process(self, frame: Frame) -> list[Event]:
-        """Run one frame through the stages; frames between detect slots only count."""
+    def observe(self, frame: Frame) -> list[Event]:
+        """Every decoded frame: clocks, the evidence clip ring, and clips finished since the last frame."""
         self.stats.frames_seen += 1
+        self.clock.observe(frame)
+        self.recorder.observe(frame)
+        return self._emit_ready(frame)
+
+    def process(self, frame: Frame) -> list[Event]:
+        """Observe a frame and, when a detect slot is due, run it through the detector and the stages."""
+        events = self.observe(frame)
         if not self.due(frame):
-            return []
-        base = frame.mono if self._next_detect is None else self._next_detect
-        self._next_detect = max(base + self._interval, frame.mono)
+            return events
         t0 = time.perf_counter()
         dets = self._detect([frame.image])[0]
-        self.stats.detect_ms_total += (time.perf_counter() - t0) * 1000.0
+        return events + self._after_detect(frame, dets, (time.perf_counter() - t0) * 1000.0)
+
+    def process_detections(self, frame: Frame, dets: Detections, detect_ms: float = 0.0) -> list[Event]:
+        """A frame the scheduler already sent through the shared detector (it owns rate, gating, refresh)."""
+        return self.observe(frame) + self._after_detect(frame, dets, detect_ms)
+
+    def _after_detect(self, frame: Frame, dets: Detections, detect_ms: float) -> list[Event]:
+        base = frame.mono if self._next_detect is None else self._next_detect
+        self._next_detect = max(base + self._interval, frame.mono)
+        self.stats.detect_ms_total += detect_ms
         self.stats.frames_detected += 1
         self.stats.detections += len(dets)
         tracks = self.tracker.update(dets, frame.mono)
+        self.last_tracks = tracks
+        for source in self.frame_inputs:
+            source.update(frame)
         events: list[Event] = []
         for rule in self.rules:
             for finding in rule.evaluate(tracks, frame.mono):
                 self.stats.findings += 1
-                events.append(self._emit(finding, frame))
+                event = self._on_finding(finding, frame)
+                if event is not None:
+                    events.append(event)
         return events
 
-    def _emit(self, finding: Finding, frame: Frame) -> Event:
+    def _on_finding(self, finding: Finding, frame: Frame) -> Event | None:
+        key = (finding.rule_id, finding.key)
         files: tuple[EvidenceFile, ...] = ()
         if finding.phase is Phase.START:
-            files = (self._snapshot(finding, frame),)
+            files = self.recorder.start(finding, frame, caption(finding, self.cam.id, frame))
         event = self.builder.build(finding, frame, [f.ref for f in files])
-        self.stats.events_by_phase[finding.phase.value] = (
-            self.stats.events_by_phase.get(finding.phase.value, 0) + 1
-        )
-        self.sink(event, files)
+        if finding.phase is Phase.START:
+            self._started[key] = event
+        if finding.phase is Phase.END:
+            if self.recorder.clip_pending(*key):
+                self._held_ends[key] = event  # built now, so its times are right; sent after the clip
+                self.stats.ends_held += 1
+                return None
+            self._started.pop(key, None)
+        self._send(event, files)
         return event
 
-    def _snapshot(self, finding: Finding, frame: Frame) -> EvidenceFile:
-        dwell = finding.measurements.get("dwell_s")
-        title = finding.type.value.replace("_", " ").upper() if isinstance(finding.type, EventType) else ""
-        caption = f"{title}  {self.cam.id}/{finding.zone_id}"
-        if dwell is not None:
-            caption += f"  dwell {dwell:.1f}s"
-        caption += f"  {frame.wall.strftime('%Y-%m-%d %H:%M:%S')}Z"
-        image = annotate(frame.image, self._zones_px[finding.zone_id], finding.objects, caption)
-        return self.store.put(encode_jpeg(image), EvidenceKind.SNAPSHOT_ANNOTATED, "image/jpeg")
+    def _emit_ready(self, frame: Frame | None) -> list[Event]:
+        """UPDATEs with finished clips, each followed by its incident's held END if there is one."""
+        out: list[Event] = []
+        for ready in self.recorder.ready():
+            start = self._started.get(ready.key)
+            if start is not None and ready.files:
+                observed = start.observed_at if frame is None else max(frame.wall, start.observed_at)
+                update = start.model_copy(
+                    update={
+                        "phase": Phase.UPDATE,
+                        "observed_at": observed,
+                        "evidence": [f.ref for f in ready.files],
+                    }
+                )
+                self._send(update, ready.files)
+                out.append(update)
+            held = self._held_ends.pop(ready.key, None)
+            if held is not None:
+                self._started.pop(ready.key, None)
+                self._send(held, ())
+                out.append(held)
+        return out
+
+    def _send(self, event: Event, files: tuple[EvidenceFile, ...]) -> None:
+        phase = event.phase.value
+        self.stats.events_by_phase[phase] = self.stats.events_by_phase.get(phase, 0) + 1
+        self.sink(event, files)
+
+    def close(self, frame: Frame | None = None) -> list[Event]:
+        """At shutdown: finish pending clips and send them and any held ENDs (open incidents stay open)."""
+        self.recorder.flush()
+        return self._emit_ready(frame)

@@ -1,12 +1,11 @@
-"""Evidence for each incident: snapshots and crops at START, a pre/post-roll clip in a later UPDATE.
+"""Evidence for each incident: snapshots and crops at START, a pre/post-roll clip for a later UPDATE.
 
-Phase order is kept on the node: central ignores an older phase that arrives late, so if an incident ends
-before its clip is encoded, the END is held back and sent right after the UPDATE that carries the clip.
+Phase order is kept by the pipeline: central ignores an older phase that arrives late, so while an incident's
+clip is pending (``clip_pending``) its END is held back and sent right after the UPDATE that carries the clip.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ import numpy as np
 
 from edge_agent.clips import ClipEncoder, ClipFrame, ClipRing
 from edge_agent.config import EvidenceConfig
-from edge_agent.contract import EvidenceKind, Phase
+from edge_agent.contract import EvidenceKind
 from edge_agent.evidence import EvidenceFile, EvidenceStore, annotate, encode_jpeg
 from edge_agent.rules.base import Finding
 from edge_agent.types import FloatArray, Frame, Image
@@ -26,20 +25,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Pending:
-    start: Finding
     until: float
     frames: list[ClipFrame]
-    held_end: Finding | None = None
     submitted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """What the pipeline must emit now, in order: an UPDATE with the clip, then the held END if any."""
+    """A finished clip job: ``files`` is the clip (empty when encoding failed) of incident ``key``."""
 
-    update: Finding | None
+    key: tuple[str, str]
     files: tuple[EvidenceFile, ...]
-    end: Finding | None
 
 
 @dataclass(slots=True)
@@ -47,7 +43,6 @@ class RecorderStats:
     clips: int = 0
     clip_failures: int = 0
     crops: int = 0
-    held_ends: int = 0
 
 
 def crop(
@@ -90,7 +85,9 @@ class EvidenceRecorder:
         if self.ring is None:
             return
         stored = self.ring.push(frame)
-        for key, p in list(self._pending.items()):
+        with self._lock:
+            pending = list(self._pending.items())
+        for key, p in pending:
             if p.submitted:
                 continue
             if stored is not None and (not p.frames or stored.mono > p.frames[-1].mono):
@@ -118,18 +115,14 @@ class EvidenceRecorder:
         if self.ring is not None:
             pre = self.ring.since(frame.mono - self.cfg.pre_roll_s)
             key = (finding.rule_id, finding.key)
-            self._pending[key] = _Pending(finding, frame.mono + self.cfg.post_roll_s, pre)
+            with self._lock:
+                self._pending[key] = _Pending(frame.mono + self.cfg.post_roll_s, pre)
         return tuple(files)
 
-    def end(self, finding: Finding) -> bool:
-        """True when the END must wait for the incident's clip (it comes back through ``ready``)."""
+    def clip_pending(self, rule_id: str, key: str) -> bool:
+        """Whether incident ``key`` still waits for its clip (it comes back through ``ready``)."""
         with self._lock:
-            p = self._pending.get((finding.rule_id, finding.key))
-            if p is None:
-                return False
-            p.held_end = finding
-            self.stats.held_ends += 1
-            return True
+            return (rule_id, key) in self._pending
 
     def _submit(self, key: tuple[str, str], p: _Pending) -> None:
         assert self.encoder is not None
@@ -144,10 +137,8 @@ class EvidenceRecorder:
             else:
                 self.stats.clip_failures += 1
                 log.warning("incident %s/%s: no clip (%s)", key[0], key[1], error)
-            with self._lock:
-                self._pending.pop(key, None)
-                update = dataclasses.replace(p.start, phase=Phase.UPDATE) if files else None
-                self._ready.append(Ready(update, files, p.held_end))
+            with self._lock:  # stays pending until the pipeline drains it, so no END can overtake the clip
+                self._ready.append(Ready(key, files))
 
         if not frames:
             done(None, "no frames in the ring")
@@ -155,14 +146,18 @@ class EvidenceRecorder:
         self.encoder.submit(frames, self.cfg.clip_fps, done)
 
     def ready(self) -> list[Ready]:
-        """Completed clips (and held ENDs), to be emitted by the camera loop in this order."""
+        """Finished clip jobs, in completion order."""
         with self._lock:
             out, self._ready = self._ready, []
+            for r in out:
+                self._pending.pop(r.key, None)
         return out
 
     def flush(self) -> None:
         """At shutdown: encode what each pending clip has so far, and wait for the encoder."""
-        for key, p in list(self._pending.items()):
+        with self._lock:
+            pending = list(self._pending.items())
+        for key, p in pending:
             if not p.submitted:
                 self._submit(key, p)
         if self.encoder is not None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import yaml
 
@@ -84,3 +86,24 @@ def test_unknown_class_in_filter_exits_2(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "tuktuk" in r.stderr
+
+
+def test_replay_writes_events_evidence_and_a_playable_video(tmp_path: Path) -> None:
+    out = tmp_path / "replay"
+    cfg = write_config(tmp_path)
+    data = yaml.safe_load(cfg.read_text())
+    data["cameras"][0]["rules"][0]["min_dwell_s"] = 5
+    cfg.write_text(yaml.safe_dump(data))
+    r = run_agent("replay", "--config", str(cfg), "--out", str(out), "--max-seconds", "8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "replayed" in r.stdout and "illegal_stopping" in r.stdout
+    lines = (out / "events.jsonl").read_text().splitlines()
+    assert lines, "no events written"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["events"].get("illegal_stopping.start", 0) >= 1
+    assert summary["frames"] >= 8 * 29
+    video = Path(summary["video"])
+    cap = cv2.VideoCapture(str(video))
+    assert cap.isOpened() and cap.read()[0]
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames"]
+    assert any((out / "evidence").rglob("*"))

@@ -121,35 +121,27 @@ def finding(phase: Phase, now: float) -> Finding:
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
-@pytest.mark.parametrize("end_before_clip", [False, True])
-def test_recorder_phases_keep_their_order(tmp_path: Path, end_before_clip: bool) -> None:
+def test_recorder_clip_spans_pre_and_post_roll(tmp_path: Path) -> None:
     cfg = EvidenceConfig(pre_roll_s=1.0, post_roll_s=1.0, clip_fps=5.0)
-    store = EvidenceStore(tmp_path)
     zone = {"kerb": [(100.0, 470.0), (240.0, 470.0), (370.0, 335.0), (317.0, 335.0)]}
-    rec = EvidenceRecorder(cfg, store, zone, ClipEncoder())
-    frames = real_frames(90)  # 3 s
-    files = ()
-    for f in frames:
+    rec = EvidenceRecorder(cfg, EvidenceStore(tmp_path), zone, ClipEncoder())
+    files: tuple[object, ...] = ()
+    for f in real_frames(90):  # 3 s
         rec.observe(f)
         if f.index == 45:  # START at 1.5 s
             files = rec.start(finding(Phase.START, f.mono), f, "ILLEGAL STOPPING")
-        if end_before_clip and f.index == 50:
-            assert rec.end(finding(Phase.END, f.mono)) is True
-    kinds = [x.ref.kind for x in files]
+            assert rec.clip_pending("r1", "track-5")
+    kinds = [x.ref.kind for x in files]  # type: ignore[attr-defined]
     assert kinds == [EvidenceKind.SNAPSHOT_ANNOTATED, EvidenceKind.SNAPSHOT, EvidenceKind.CROP]
     ready: list[object] = []
     wait_until(lambda: bool(ready.extend(rec.ready()) or ready), timeout_s=30, message="clip encoded")
     (r,) = ready
-    assert r.update is not None and r.update.phase is Phase.UPDATE and r.update.key == "track-5"  # type: ignore[attr-defined]
+    assert r.key == ("r1", "track-5")  # type: ignore[attr-defined]
     (clip,) = r.files  # type: ignore[attr-defined]
     assert clip.ref.kind is EvidenceKind.CLIP and clip.ref.content_type == "video/mp4"
-    info = ffprobe(clip.path)
     # pre-roll 1 s + post-roll 1 s at 5 fps around the START
-    assert float(info["format"]["duration"]) == pytest.approx(2.2, abs=0.45)  # type: ignore[index]
-    assert (r.end is not None) is end_before_clip  # type: ignore[attr-defined]
-    assert rec.pending == 0
-    # an END after the clip went out is not held
-    assert rec.end(finding(Phase.END, 3.0)) is False
+    assert float(ffprobe(clip.path)["format"]["duration"]) == pytest.approx(2.2, abs=0.45)  # type: ignore[index]
+    assert not rec.clip_pending("r1", "track-5") and rec.pending == 0
     rec.flush()
 
 
@@ -160,5 +152,5 @@ def test_recorder_without_clips_only_snapshots(tmp_path: Path) -> None:
     rec.observe(f)
     files = rec.start(finding(Phase.START, 1.0), f, "x")
     assert [x.ref.kind for x in files] == [EvidenceKind.SNAPSHOT_ANNOTATED]
-    assert rec.end(finding(Phase.END, 2.0)) is False
+    assert not rec.clip_pending("r1", "track-5")
     assert rec.ready() == []

@@ -39,11 +39,14 @@ def events(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Event, tuple[
         pipeline.process(frame)
         if frame.index >= 2 * 368:  # two passes of the 12.3 s clip
             break
+    assert pipeline is not None
+    pipeline.close(frame)
     return out
 
 
 def test_each_standing_vehicle_raises_one_event(events: list[tuple[Event, tuple[EvidenceFile, ...]]]) -> None:
     starts = [e for e, _ in events if e.phase is Phase.START]
+    assert len({e.event_id for e, _ in events}) == len(starts)
     # Four vehicles stand in the kerb lane: the black car, the white van and two cars further up.
     assert 3 <= len(starts) <= 5, [(e.objects[0].label, e.objects[0].box) for e in starts]
     anchors = [((e.objects[0].box.x1 + e.objects[0].box.x2) / 2, e.objects[0].box.y2) for e in starts]
@@ -52,17 +55,25 @@ def test_each_standing_vehicle_raises_one_event(events: list[tuple[Event, tuple[
             assert math.dist(a, b) > 0.02, f"two events for one vehicle at {a} and {b}"
 
 
-def test_phases_are_consistent_and_start_has_a_snapshot(
+def test_phases_are_ordered_and_carry_their_evidence(
     events: list[tuple[Event, tuple[EvidenceFile, ...]]],
 ) -> None:
-    opened: set[str] = set()
+    phases: dict[str, list[Phase]] = {}
     for event, files in events:
+        seen = phases.setdefault(str(event.event_id), [])
+        assert [f.ref for f in files] == list(event.evidence)
+        assert all(f.path.is_file() for f in files)
         if event.phase is Phase.START:
-            assert str(event.event_id) not in opened
-            opened.add(str(event.event_id))
+            assert not seen, "a second START for one incident"
             assert event.measurements["dwell_s"] >= 5.0
-            (snap,) = files
-            assert snap.ref.sha256 == event.evidence[0].sha256 and snap.path.is_file()
+            kinds = [f.ref.kind.value for f in files]
+            assert kinds[:2] == ["snapshot_annotated", "snapshot"] and "crop" in kinds
+        elif event.phase is Phase.UPDATE:
+            assert seen == [Phase.START], "the clip UPDATE must follow START and precede END"
+            assert [f.ref.kind.value for f in files] == ["clip"]
         else:
-            assert str(event.event_id) in opened, "end without start"
+            assert seen and seen[0] is Phase.START and Phase.END not in seen
             assert event.ended_at is not None and event.ended_at >= event.started_at
+        seen.append(event.phase)
+    # every incident that got past its post-roll has its clip
+    assert any(Phase.UPDATE in p for p in phases.values())
