@@ -11,9 +11,9 @@ from sqlalchemy import select
 from central.db.models import AuditRow, DecisionRow, EventRow
 from central.db.session import Database
 from central.ingest import Ingestor
-from edge_agent.contract import Event, EventType
+from edge_agent.contract import Event, EventType, EvidenceKind, EvidenceRef
 from tests.central.conftest import ADMIN_PASSWORD, NODE_TOKEN, FakeClock, login
-from tests.central.factories import JPEG_BYTES, TOPICS, make_event, sha256_of
+from tests.central.factories import JPEG_BYTES, TOPICS, make_event, sha256_of, snapshot_ref
 
 TOPIC = TOPICS.events("node-1")
 
@@ -209,3 +209,31 @@ def test_stylesheet_is_served_locally(client: TestClient) -> None:
     response = client.get("/static/style.css")
     assert response.status_code == 200
     assert "text/css" in response.headers["content-type"]
+
+
+def test_event_page_plays_the_clip_and_shows_crops(admin: TestClient) -> None:
+    clip = b"\x00\x00\x00\x20ftypisom" + b"fake-mp4-bytes" * 50
+    crop = b"\xff\xd8\xff\xe0" + b"crop" * 30 + b"\xff\xd9"
+    refs = [
+        snapshot_ref(),
+        EvidenceRef(
+            kind=EvidenceKind.CROP, sha256=sha256_of(crop), content_type="image/jpeg", size=len(crop)
+        ),
+        EvidenceRef(kind=EvidenceKind.CLIP, sha256=sha256_of(clip), content_type="video/mp4", size=len(clip)),
+    ]
+    event = make_event(camera_id="cam-clip", evidence=refs)
+    ingest(admin, event)
+    page = admin.get(f"/events/{event.event_id}").text
+    assert "<video" not in page  # nothing uploaded yet: no broken player
+    for data, ctype in ((clip, "video/mp4"), (crop, "image/jpeg")):
+        r = admin.put(
+            f"/api/v1/evidence/{sha256_of(data)}",
+            content=data,
+            headers={"Authorization": f"Bearer {NODE_TOKEN}", "Content-Type": ctype},
+        )
+        assert r.status_code == 201
+    page = admin.get(f"/events/{event.event_id}").text
+    assert f'<video controls preload="metadata" src="/evidence/{sha256_of(clip)}"' in page
+    assert f'<img src="/evidence/{sha256_of(crop)}"' in page
+    served = admin.get(f"/evidence/{sha256_of(clip)}")
+    assert served.headers["content-type"] == "video/mp4" and served.content == clip
