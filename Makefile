@@ -27,14 +27,14 @@ demo: setup
 test: assets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy edge_agent central
+	$(BIN)/mypy edge_agent central models
 	$(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy edge_agent central
+	$(BIN)/mypy edge_agent central models
 
 eval: assets
 	$(BIN)/python scripts/eval_detector.py --model assets/models/yolo11n_coco_640_int8dyn.onnx --data assets/coco128
