@@ -22,13 +22,14 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central import __version__
-from central.api import routes_api, routes_evidence, routes_health, routes_web
+from central.api import routes_api, routes_evidence, routes_health, routes_nodes, routes_web
 from central.api.deps import LoginRequiredError
 from central.broker import EmbeddedBroker
 from central.context import Central
 from central.db import migrate
 from central.db.session import Database
 from central.evidence import EvidenceStore
+from central.fleet.service import Fleet
 from central.ingest import Ingestor
 from central.mqtt import MqttSubscriber
 from central.settings import Settings, generate_secret_key
@@ -99,6 +100,8 @@ def start_services(central: Central) -> None:
         client_id=settings.effective_mqtt_client_id,
         username=settings.mqtt_username,
         password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+        shared_group=settings.mqtt_shared_group,
+        session_expiry_s=settings.mqtt_session_expiry_s,
     )
     central.subscriber.start()
     if central.broker is not None and not central.subscriber.wait_connected(EMBEDDED_CONNECT_TIMEOUT_S):
@@ -151,18 +154,22 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         evidence=EvidenceStore(settings.evidence_dir, max_bytes=settings.max_evidence_bytes, clock=clock),
         clock=clock,
     )
+    fleet = Fleet(central)  # node enrollment, broker files, remote config (central/fleet)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await run_in_threadpool(start_services, central)
+            await run_in_threadpool(fleet.start)
         except BaseException:
+            await run_in_threadpool(fleet.stop)
             await run_in_threadpool(stop_services, central)
             raise
         log.info("central %s started", __version__)
         try:
             yield
         finally:
+            await run_in_threadpool(fleet.stop)
             await run_in_threadpool(stop_services, central)
             log.info("central stopped")
 
@@ -175,6 +182,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         openapi_url="/api/openapi.json",
     )
     app.state.central = central
+    app.state.fleet = fleet
     app.add_middleware(
         SessionMiddleware,
         secret_key=_session_secret(settings),
@@ -188,6 +196,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(routes_health.router)
     app.include_router(routes_api.router)
     app.include_router(routes_evidence.router)
+    app.include_router(routes_nodes.router)
     app.include_router(routes_web.router)
 
     @app.exception_handler(LoginRequiredError)

@@ -12,7 +12,15 @@ Durability comes from three choices working together:
 * paho's own reconnect loop (``loop_start`` thread, backoff from 1 s to 60 s), also when the broker is not up
   yet at startup (``connect_async``).
 
-MQTT 3.1.1 is used because it is what every broker (Mosquitto, EMQX, amqtt) speaks identically.
+MQTT 3.1.1 is used by default because it is what every broker (Mosquitto, EMQX, amqtt) speaks identically.
+With ``shared_group`` set (``STREETWATCH_MQTT_SHARED_GROUP``), N ingest workers share the events through the
+shared subscription ``$share/<group>/<prefix>/nodes/+/events``: the broker hands each event to one worker,
+which is what spreads the database writes. Mosquitto only offers shared subscriptions to MQTT 5 clients, so the
+subscriber then speaks MQTT 5 with ``clean_start=False`` and a session expiry (its persistent session). Status
+and heartbeats stay *plain* subscriptions on every worker: retained messages are never delivered on a shared
+subscription (MQTT 5, 4.8.2), so a fresh worker would not learn the nodes' current status; and both are small
+(one heartbeat per node every 30 s) and idempotent, so every worker keeps a complete picture of node health.
+Each worker needs its own stable client id (``STREETWATCH_MQTT_CLIENT_ID`` when they share a host).
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from central.ingest import Ingestor
 from edge_agent.contract import Topics
@@ -37,6 +47,7 @@ RECONNECT_MAX_S = 60
 RETRY_MAX_S = 30.0
 # After this many failed attempts (about 7 s of backoff) a message is dead-lettered, if the database works.
 QUARANTINE_AFTER_ATTEMPTS = 5
+DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
 class MqttSubscriber:
@@ -54,6 +65,8 @@ class MqttSubscriber:
         password: str | None = None,
         keepalive_s: int = 30,
         sleep: Callable[[float], bool] | None = None,
+        shared_group: str | None = None,
+        session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
     ) -> None:
         self._ingestor = ingestor
         self._topics = topics
@@ -61,6 +74,9 @@ class MqttSubscriber:
         self.port = port
         self.client_id = client_id
         self._keepalive_s = keepalive_s
+        self.shared_group = shared_group
+        self._v5 = shared_group is not None
+        self._session_expiry_s = session_expiry_s
         self._stopping = threading.Event()
         # Waits between ingest retries; returns True when stop() was called (so retries end promptly).
         self._sleep = sleep or self._stopping.wait
@@ -68,8 +84,8 @@ class MqttSubscriber:
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if self._v5 else False,  # v5: clean_start=False at connect
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
             manual_ack=True,
         )
         if username is not None:
@@ -81,6 +97,13 @@ class MqttSubscriber:
         self._client.on_message = self._on_message
         self._subscribe_mid: int | None = None
         self._started = False
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        """(topic filter, QoS): events (shared when a group is set), status and heartbeats (always plain)."""
+        events = self._topics.all_events()
+        if self.shared_group is not None:
+            events = f"$share/{self.shared_group}/{events}"
+        return [(events, QOS), (self._topics.all_status(), QOS), (self._topics.all_heartbeats(), 0)]
 
     @property
     def connected(self) -> bool:
@@ -96,8 +119,21 @@ class MqttSubscriber:
         if self._started:
             raise RuntimeError("subscriber already started")
         self._started = True
-        log.info("MQTT: connecting to %s:%d as %s", self.host, self.port, self.client_id)
-        self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s)
+        log.info(
+            "MQTT: connecting to %s:%d as %s (%s)",
+            self.host,
+            self.port,
+            self.client_id,
+            f"MQTT 5, shared group {self.shared_group}" if self._v5 else "MQTT 3.1.1",
+        )
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = self._session_expiry_s
+            self._client.connect_async(
+                self.host, self.port, keepalive=self._keepalive_s, clean_start=False, properties=props
+            )
+        else:
+            self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s)
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -131,7 +167,11 @@ class MqttSubscriber:
             "resumed" if flags.session_present else "new",
         )
         # Subscribe on every connect: harmless when the session was resumed, needed when it was not.
-        result, mid = client.subscribe([(self._topics.all_events(), QOS), (self._topics.all_status(), QOS)])
+        wanted = self.subscriptions()
+        if self._v5:
+            result, mid = client.subscribe([(topic, SubscribeOptions(qos=qos)) for topic, qos in wanted])
+        else:
+            result, mid = client.subscribe(wanted)
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
             log.error("MQTT: subscribe failed: %s", mqtt.error_string(result))
             return
@@ -151,7 +191,7 @@ class MqttSubscriber:
         if refused:
             log.error("MQTT: broker refused the subscriptions: %s", ", ".join(refused))
             return
-        log.info("MQTT: subscribed to %s and %s", self._topics.all_events(), self._topics.all_status())
+        log.info("MQTT: subscribed to %s", ", ".join(topic for topic, _ in self.subscriptions()))
         self._connected.set()
 
     def _on_disconnect(
@@ -171,6 +211,14 @@ class MqttSubscriber:
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         # Any exception escaping a paho callback would kill the network thread, hence the broad handling.
         payload = bytes(message.payload)
+        node = self._topics.node_of(message.topic)
+        if node is not None and message.topic == self._topics.heartbeat(node):
+            # QoS 0 telemetry: nothing to acknowledge, and the next heartbeat supersedes a lost one.
+            try:
+                self._ingestor.observe_heartbeat(message.topic, payload)
+            except Exception:
+                log.exception("MQTT: heartbeat on %s could not be recorded", message.topic)
+            return
         delay = 0.5
         attempt = 0
         while True:

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_agent.contract import DEFAULT_TOPIC_PREFIX, Topics
@@ -92,6 +92,24 @@ class Settings(BaseSettings):
             "(QoS 1 events queued while central was down). Unset: central-<hostname>."
         ),
     )
+    mqtt_shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description=(
+            "Share the node events among N ingest workers through the MQTT shared subscription "
+            "$share/<group>/<prefix>/nodes/+/events (needs an external broker; the subscriber then speaks "
+            "MQTT 5, which Mosquitto requires for shared subscriptions). Unset: a plain subscription, MQTT 3.1.1."
+        ),
+    )
+    mqtt_session_expiry_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        le=4_294_967_295,
+        description=(
+            "MQTT 5 only (shared group set): seconds the broker keeps central's session, and the events queued "
+            "for it, after the connection ends."
+        ),
+    )
     topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, description="Topic prefix of the wire contract.")
     admin_user: str = Field(
         default="admin",
@@ -129,6 +147,43 @@ class Settings(BaseSettings):
     max_evidence_bytes: int = Field(
         default=50 * 1024 * 1024, gt=0, description="Largest evidence upload accepted, in bytes."
     )
+    broker_password_file: Path | None = Field(
+        default=None,
+        description=(
+            "Mosquitto password_file central writes from its node table (PBKDF2 hashes of every enrolled node "
+            "and of central's own user, STREETWATCH_MQTT_USERNAME/_PASSWORD). Unset: central does not manage "
+            "broker credentials. Set together with STREETWATCH_BROKER_ACL_FILE."
+        ),
+    )
+    broker_acl_file: Path | None = Field(
+        default=None,
+        description=(
+            "Mosquitto acl_file central writes: each node may publish only under its own nodes/<id>/ and read "
+            "only its own config and cmd; central reads everything under the topic prefix."
+        ),
+    )
+    broker_pid_file: Path | None = Field(
+        default=None,
+        description=(
+            "Mosquitto's pid_file: central sends that process SIGHUP after rewriting the files so enrollments "
+            "and revocations take effect. Unset: the files are written and the broker must be reloaded by hand."
+        ),
+    )
+    enrollment_token_ttl_s: int = Field(
+        default=900,
+        ge=60,
+        le=86_400,
+        description="Lifetime of a one-time enrollment token in seconds (a request may ask for less).",
+    )
+    fleet_sync_s: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=3600.0,
+        description=(
+            "How often central re-checks that the broker files match the database and that every node's newest "
+            "config is retained on the broker (accepting a config publishes it at once; this is the safety net)."
+        ),
+    )
 
     @field_validator("admin_password")
     @classmethod
@@ -157,11 +212,33 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_NODE_TOKEN_LENGTH} characters long")
         return value
 
+    @field_validator("mqtt_shared_group")
+    @classmethod
+    def _shared_group_needs_external_broker(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("mqtt_host") is None:
+            raise ValueError(
+                "needs an external broker (STREETWATCH_MQTT_HOST): the embedded one has no shared subscriptions"
+            )
+        return value
+
     @field_validator("topic_prefix")
     @classmethod
     def _valid_prefix(cls, value: str) -> str:
         Topics(value)  # raises ValueError with the reason
         return value
+
+    @model_validator(mode="after")
+    def _broker_files_together(self) -> Settings:
+        if (self.broker_password_file is None) != (self.broker_acl_file is None):
+            raise ValueError("STREETWATCH_BROKER_PASSWORD_FILE and STREETWATCH_BROKER_ACL_FILE go together")
+        if self.broker_password_file is not None and (
+            self.mqtt_username is None or self.mqtt_password is None
+        ):
+            raise ValueError(
+                "a managed broker password file needs central's own broker user: set STREETWATCH_MQTT_USERNAME "
+                "and STREETWATCH_MQTT_PASSWORD"
+            )
+        return self
 
     @property
     def evidence_dir(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from edge_agent.capture import CaptureError, VideoSource
 from edge_agent.config import AgentConfig
@@ -12,8 +13,10 @@ from edge_agent.contract import ModelRef
 from edge_agent.detector.onnx_detector import OnnxDetector
 from edge_agent.events import Context
 from edge_agent.evidence import EvidenceStore
+from edge_agent.heartbeat import CameraSample, LatencyWindow
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.publisher import Publisher
+from edge_agent.types import Detections, Image
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,8 @@ class Agent:
             for c in cfg.cameras
         ]
         self.store = EvidenceStore(cfg.evidence_dir)
-        self.publisher = Publisher(cfg, self.model_ref)
+        self.latency = {c.id: LatencyWindow() for c in cfg.cameras}
+        self.publisher = Publisher(cfg, self.model_ref, cameras=self._camera_samples)
         self.pipelines: dict[str, CameraPipeline] = {}
         self.errors: list[str] = []
 
@@ -51,7 +55,7 @@ class Agent:
                     pipeline = CameraPipeline(
                         cam,
                         (frame.width, frame.height),
-                        self.detector.detect,
+                        self._timed(cam.id, self.detector.detect),
                         ctx,
                         self.store,
                         self.publisher.submit,
@@ -65,6 +69,41 @@ class Agent:
             self.errors.append(f"camera {cam.id} crashed")
             log.exception("camera %s crashed", cam.id)
         log.info("camera %s: source finished after %d frames", cam.id, source.stats.frames)
+
+    def _timed(
+        self, camera_id: str, detect: Callable[[list[Image]], list[Detections]]
+    ) -> Callable[[list[Image]], list[Detections]]:
+        """``detect`` that records its latency for this camera's heartbeat percentiles."""
+        window = self.latency[camera_id]
+
+        def timed(images: list[Image]) -> list[Detections]:
+            t0 = time.perf_counter()
+            try:
+                return detect(images)
+            finally:
+                window.record((time.perf_counter() - t0) * 1000.0)
+
+        return timed
+
+    def _camera_samples(self) -> list[CameraSample]:
+        """Cumulative per-camera counters for the heartbeat (rates are derived between heartbeats)."""
+        samples = []
+        for source in self.sources:
+            s = source.stats
+            pipeline = self.pipelines.get(source.camera_id)
+            window = self.latency[source.camera_id]
+            samples.append(
+                CameraSample(
+                    camera_id=source.camera_id,
+                    frames=s.frames,
+                    detected=pipeline.stats.frames_detected if pipeline else 0,
+                    dropped=s.unseen + s.decode_errors,
+                    decode_errors=s.decode_errors,
+                    inference_ms_p50=window.percentile(50),
+                    inference_ms_p95=window.percentile(95),
+                )
+            )
+        return samples
 
     def run(self, report_every_s: float = 10.0) -> int:
         """Run until every source ends (files without loop) or ``stop_event`` is set. Returns an exit code."""
@@ -108,10 +147,11 @@ class Agent:
             )
         d = self.publisher.stats
         log.info(
-            "delivery: queued %d, published %d, uploads %d, retries %d/%d, pending %d, mqtt %s",
+            "delivery: queued %d, published %d, uploads %d (refused %d), retries %d/%d, spooled %d, mqtt %s",
             d.queued,
             d.published,
             d.uploads,
+            d.upload.refused,
             d.upload_retries,
             d.publish_retries,
             self.publisher.pending,

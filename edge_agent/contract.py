@@ -317,3 +317,45 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+SCHEMA_CONFIG_APPLIED: Final = "streetwatch.config-applied/1"
+
+
+class ConfigApplied(_Strict):
+    """A node's answer on ``{prefix}/nodes/{node}/config/applied`` (QoS 1) to each config message it got.
+
+    ``version`` is what the message asked for, ``running_version`` what the node runs afterwards: a refused or
+    stale config leaves the old one running, and central shows both so an operator sees which config is live.
+    """
+
+    schema_: Literal["streetwatch.config-applied/1"] = Field(
+        default=SCHEMA_CONFIG_APPLIED, alias="schema", description="Contract version."
+    )
+    node_id: Identifier = Field(description="Node that answers.")
+    version: int | None = Field(
+        ge=0,
+        le=2**31 - 1,
+        description="config_version of the message answered; None if it had none readable.",
+    )
+    ok: bool = Field(description="True: that version runs now (applied, or was already running).")
+    error: str | None = Field(
+        default=None, max_length=4000, description="Why it was refused (names the field); None when ok."
+    )
+    running_version: int = Field(ge=0, le=2**31 - 1, description="config_version the node runs after this.")
+    at: AwareDatetime = Field(description="When the node decided (UTC).")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _error_iff_refused(self) -> ConfigApplied:
+        if self.ok == (self.error is not None):
+            raise ValueError("error must be set exactly when ok is false")
+        return self
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> ConfigApplied:
+        return cls.model_validate_json(payload)

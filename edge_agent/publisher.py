@@ -1,63 +1,73 @@
-"""Deliver events to central: evidence bytes over HTTP first, then the event over MQTT at QoS 1.
+"""Deliver events to central through the durable outbox: evidence over HTTP first, then the event over MQTT.
 
-Order matters: an event should never reference evidence central cannot fetch, so a message is published only
-after its evidence was accepted (central re-hashes every upload). Delivery runs on its own thread so a slow
-uplink never stalls detection. This version keeps the queue in memory; the durable SQLite outbox replaces it.
+``submit`` only writes to the outbox (``edge_agent/outbox.py``) and returns; three threads do the rest:
+
+* the **uploader** sends spooled evidence to central, throttled, snapshots before clips (``uploader.py``);
+* the **sender** publishes every message whose evidence central accepted, at QoS 1, keeping at most
+  ``mqtt.max_inflight`` unacknowledged (paho's window is set to the same number, so nothing queues in paho's
+  memory), and removes a row from the outbox only when its PUBACK arrived; it also spools a heartbeat every
+  ``mqtt.heartbeat_s`` (QoS 0, telemetry class);
+* **paho's network thread** keeps the MQTT session (``session.py``): persistent, retained ``status`` with an
+  ``offline`` Last Will, reconnects with jittered exponential backoff.
+
+Unacknowledged QoS 1 messages stay in paho's session across reconnects (paho resends them with DUP); if the
+process dies they are still in the outbox and are published again at the next start. Central's ingest is
+idempotent on ``event_id``, so at-least-once is enough. An event whose evidence central refused for good is
+published without that reference and with the measurement ``evidence_refused`` (see ``uploader.py``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import queue
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
 
 import httpx
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
-from edge_agent.contract import Event, ModelRef, NodeState, NodeStatus, Topics, utcnow
+from edge_agent.contract import Event, ModelRef, Topics
+from edge_agent.delivery import (
+    DeliveryStats,
+    DropReason,
+    Item,
+    MessageClass,
+    TokenBucket,
+    UploadSpec,
+    final_payload,
+    outbox_path,
+)
 from edge_agent.evidence import EvidenceFile
+from edge_agent.heartbeat import CameraSample, HeartbeatBuilder
+from edge_agent.outbox import Outbox
+from edge_agent.session import MqttSession
+from edge_agent.uploader import EvidenceUploader
 
 log = logging.getLogger(__name__)
 
 NODE_TOKEN_ENV = "STREETWATCH_NODE_TOKEN"
-MQTT_PASSWORD_ENV = "STREETWATCH_MQTT_PASSWORD"
-
-
-@dataclass(slots=True)
-class DeliveryStats:
-    """Counters for heartbeats and logs: every retry and reconnect is visible."""
-
-    queued: int = 0
-    published: int = 0
-    uploads: int = 0
-    upload_retries: int = 0
-    publish_retries: int = 0
-    connects: int = 0
-    disconnects: int = 0
-    connected: bool = False
-    by_type: dict[str, int] = field(default_factory=dict)
+# MQTT 5 PUBACK codes worth retrying (unspecified error, quota exceeded); other failures are final.
+RETRYABLE_PUBACK: Final = frozenset({0x80, 0x97})
+TICK_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class Outgoing:
-    event: Event
-    files: tuple[EvidenceFile, ...]
+class _InFlight:
+    row: int
+    qos: int
+    klass: MessageClass
+    label: str
+    epoch: int
 
 
 class Publisher:
-    """MQTT session (status with Last Will, QoS 1 events) plus the HTTP evidence uploader."""
+    """The node's delivery: outbox, evidence uploader, MQTT session with status/LWT, and heartbeats."""
 
     def __init__(
         self,
@@ -65,181 +75,245 @@ class Publisher:
         model: ModelRef,
         *,
         http: httpx.Client | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        outbox: Outbox | None = None,
+        cameras: Callable[[], Sequence[CameraSample]] = tuple,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.cfg = cfg
         self.model = model
         self.topics = Topics(cfg.topic_prefix)
-        self.stats = DeliveryStats()
-        self._queue: queue.Queue[Outgoing | None] = queue.Queue()
+        self._clock = clock
         self._stop = threading.Event()
-        self._sleep = sleep
+        self._wake = threading.Event()
+        self._upload_wake = threading.Event()
+        self._draining = False
+        o = cfg.outbox
+        self.outbox = outbox or Outbox(
+            outbox_path(cfg),
+            max_bytes=o.max_bytes,
+            synchronous=o.synchronous,
+            retry_initial_s=o.retry_initial_s,
+            retry_max_s=o.retry_max_s,
+            linger_s=o.republish_window_s,
+            rng=rng,
+        )
         token = os.environ.get(NODE_TOKEN_ENV, "")
         self._http = http or httpx.Client(
             base_url=cfg.central_url,
             timeout=httpx.Timeout(30.0, connect=5.0),
             headers={"Authorization": f"Bearer {token}"} if token else {},
         )
-        self._connected = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"node-{cfg.node_id}",
-            protocol=mqtt.MQTTv5 if cfg.mqtt.protocol == "5" else mqtt.MQTTv311,
-            # 3.1.1: a persistent session so QoS 1 messages survive a reconnect (v5 uses clean_start below).
-            clean_session=None if cfg.mqtt.protocol == "5" else False,
-        )
-        if cfg.mqtt.username:
-            self.client.username_pw_set(cfg.mqtt.username, os.environ.get(MQTT_PASSWORD_ENV))
-        self.client.will_set(
-            self.topics.status(cfg.node_id), self._status(NodeState.OFFLINE), qos=1, retain=True
-        )
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.reconnect_delay_set(1, 120)
-        self._worker = threading.Thread(target=self._run, name="publisher", daemon=True)
-
-    def _status(self, state: NodeState) -> bytes:
-        return NodeStatus(
-            node_id=self.cfg.node_id,
-            state=state,
-            at=utcnow(),
+        bucket = None
+        if o.upload_rate_bytes_s is not None:
+            bucket = TokenBucket(o.upload_rate_bytes_s, o.upload_burst_bytes, sleep=self._stop.wait)
+        self.uploader = EvidenceUploader(self.outbox, self._http, bucket=bucket, on_accepted=self._wake.set)
+        self.stats = DeliveryStats(upload=self.uploader.stats)
+        self.heartbeats = HeartbeatBuilder(
+            cfg.node_id,
             software=__version__,
-            model=self.model,
-            config_version=self.cfg.config_version,
-        ).to_json()
-
-    def _on_connect(
-        self, client: mqtt.Client, _ud: object, _flags: object, rc: ReasonCode, _props: Properties | None
-    ) -> None:
-        if rc.is_failure:
-            log.error("mqtt connect refused: %s", rc)
-            return
-        self.stats.connects += 1
-        self.stats.connected = True
-        log.info("mqtt connected to %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
-        client.publish(
-            self.topics.status(self.cfg.node_id), self._status(NodeState.ONLINE), qos=1, retain=True
+            config_version=cfg.config_version,
+            cameras=cameras,
+            outbox=self.outbox.stats,
+            reconnects=lambda: self.stats.disconnects,
+            disk_path=self.outbox.path.parent,
+            clock=clock,
         )
-        self._connected.set()
+        self._next_purge = clock()
+        self._inflight: dict[int, _InFlight] = {}
+        # The retained status says 'online' at connect; the first heartbeat follows one interval later.
+        self._next_heartbeat = clock() + cfg.mqtt.heartbeat_s
+        self.session = MqttSession(cfg, model, self.stats, stop=self._stop, wake=self._wake.set, rng=rng)
+        self.client = self.session.client
+        self._threads = [
+            threading.Thread(target=self._send_loop, name="outbox-sender", daemon=True),
+            threading.Thread(
+                target=self.uploader.run, args=(self._stop, self._upload_wake), name="uploader", daemon=True
+            ),
+        ]
+        self._started = False
 
-    def _on_disconnect(
-        self, _c: mqtt.Client, _ud: object, _flags: object, rc: ReasonCode, _props: Properties | None
-    ) -> None:
-        self.stats.connected = False
-        self._connected.clear()
-        if self._stop.is_set() and not rc.is_failure:
-            log.info("mqtt disconnected at shutdown")
-            return
-        self.stats.disconnects += 1
-        log.warning("mqtt disconnected (%s); paho reconnects with backoff", rc)
+    # -- lifecycle ------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        m = self.cfg.mqtt
-        if m.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 24 * 3600
-            self.client.connect_async(
-                m.host, m.port, keepalive=m.keepalive_s, clean_start=False, properties=props
-            )
-        else:
-            self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
-        self.client.loop_start()
-        self._worker.start()
+        if self._started:
+            raise RuntimeError("publisher already started")
+        self._started = True
+        log.info("outbox %s: %s", self.outbox.path, _describe(self.outbox))
+        self.session.start()
+        for t in self._threads:
+            t.start()
 
     def submit(self, event: Event, files: tuple[EvidenceFile, ...] = ()) -> None:
-        self.stats.queued += 1
-        self._queue.put(Outgoing(event, files))
+        """Spool one event with its evidence (durable when this returns); delivery happens in the background."""
+        self.submit_many([(event, files)])
+
+    def submit_many(self, batch: Iterable[tuple[Event, tuple[EvidenceFile, ...]]]) -> None:
+        """Spool several events in one transaction (one fsync)."""
+        topic = self.topics.events(self.cfg.node_id)
+        items = [
+            Item(
+                topic=topic,
+                payload=event.to_json(),
+                klass=MessageClass.VIOLATION,
+                qos=1,
+                key=str(event.event_id),
+                label=f"event {event.event_id} {event.type.value} {event.phase.value}",
+                uploads=tuple(
+                    UploadSpec(f.ref.sha256, f.ref.kind.value, f.ref.content_type, f.ref.size, f.path)
+                    for f in files
+                ),
+            )
+            for event, files in batch
+        ]
+        try:
+            self.outbox.put_many(items)
+        except Exception:
+            # The disk is full or failing: nothing else can keep these events; count and say so loudly.
+            self.stats.spool_failures += len(items)
+            log.exception("could not spool %d event(s); they are lost", len(items))
+            return
+        self.stats.queued += len(items)
+        self._upload_wake.set()
+        self._wake.set()
 
     @property
     def pending(self) -> int:
-        return self._queue.unfinished_tasks
+        """Messages still in the outbox (in flight included)."""
+        return self.outbox.depth()
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                self._deliver(item)
-            finally:
-                self._queue.task_done()
-
-    def _deliver(self, item: Outgoing) -> None:
-        for f in item.files:
-            self._retry(functools.partial(self._upload, f), "upload", item)
-        payload = item.event.to_json()
-        topic = self.topics.events(self.cfg.node_id)
-        self._retry(lambda: self._publish(topic, payload), "publish", item)
-        self.stats.published += 1
-        self.stats.by_type[item.event.type.value] = self.stats.by_type.get(item.event.type.value, 0) + 1
-        log.info(
-            "event %s %s %s delivered (camera %s, zone %s)",
-            item.event.event_id,
-            item.event.type.value,
-            item.event.phase.value,
-            item.event.camera_id,
-            item.event.zone_id,
-        )
-
-    def _retry(self, action: Callable[[], None], what: str, item: Outgoing) -> None:
-        backoff = 1.0
-        while True:
-            try:
-                action()
-                return
-            except (httpx.HTTPError, OSError, RuntimeError) as err:
-                if what == "upload":
-                    self.stats.upload_retries += 1
-                else:
-                    self.stats.publish_retries += 1
-                if self._stop.is_set():
-                    log.error("giving up %s of event %s at shutdown: %s", what, item.event.event_id, err)
-                    raise
-                delay = min(120.0, backoff) * random.uniform(0.5, 1.0)
-                log.warning(
-                    "%s of event %s failed (%s); retry in %.1fs", what, item.event.event_id, err, delay
-                )
-                self._sleep(delay)
-                backoff *= 2
-
-    def _upload(self, f: EvidenceFile) -> None:
-        data = f.path.read_bytes()
-        r = self._http.put(
-            f"/api/v1/evidence/{f.ref.sha256}", content=data, headers={"Content-Type": f.ref.content_type}
-        )
-        if r.status_code in (200, 201):
-            self.stats.uploads += 1
-            return
-        if r.status_code in (401, 403, 413, 422):
-            # Not fixable by retrying soon, but evidence must not be lost: keep retrying with long backoff.
-            raise RuntimeError(f"central refused evidence {f.ref.sha256}: {r.status_code} {r.text[:200]}")
-        r.raise_for_status()
-
-    def _publish(self, topic: str, payload: bytes) -> None:
-        if not self._connected.wait(timeout=30.0):
-            raise RuntimeError("not connected to the broker")
-        info = self.client.publish(topic, payload, qos=1)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
-        info.wait_for_publish(timeout=30.0)
-        if not info.is_published():
-            raise RuntimeError("broker did not acknowledge the event within 30 s")
-
-    def close(self, drain_timeout_s: float = 30.0) -> None:
-        """Deliver what is queued (bounded by ``drain_timeout_s``), say offline, and disconnect."""
-        deadline = time.monotonic() + drain_timeout_s
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+    def close(self, drain_timeout_s: float | None = None) -> None:
+        """Deliver what is spooled while connected (bounded), say offline, disconnect; the rest stays spooled."""
+        timeout = self.cfg.outbox.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
+        deadline = time.monotonic() + timeout
+        self._draining = True
+        while (
+            self._started
+            and self.outbox.depth()
+            and self.session.connected.is_set()
+            and time.monotonic() < deadline
+        ):
+            self._wake.set()
             time.sleep(0.05)
-        if self._queue.unfinished_tasks:
-            log.error("shutdown with %d event(s) undelivered", self._queue.unfinished_tasks)
         self._stop.set()
-        self._queue.put(None)
-        self._worker.join(timeout=5.0)
-        if self.stats.connected:
-            info = self.client.publish(
-                self.topics.status(self.cfg.node_id), self._status(NodeState.OFFLINE), qos=1, retain=True
-            )
-            info.wait_for_publish(timeout=5.0)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._wake.set()
+        self._upload_wake.set()
+        for t in self._threads:
+            if t.is_alive():
+                t.join(timeout=10.0)
+        if self.session.connected.is_set():
+            self._settle()
+            self.session.say_offline(timeout_s=5.0)
+        left = self.outbox.depth()
+        if left:
+            log.warning("shutdown with %d message(s) spooled; they are delivered after the next start", left)
+        self.session.stop()
+        self.outbox.close()
         self._http.close()
+
+    # -- sender ---------------------------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+            try:
+                self._settle()
+                if not self._draining and self._clock() >= self._next_heartbeat:
+                    self._spool_heartbeat()
+                if self.session.connected.is_set():
+                    if self.session.lost:
+                        self.session.lost = False
+                        self._republish_acknowledged()
+                    self._fill_window()
+            except Exception:  # the thread must survive anything (a full disk, a bug) and keep trying
+                log.exception("outbox sender failed; continuing")
+                self._stop.wait(TICK_S)
+
+    def _republish_acknowledged(self) -> None:
+        n = self.outbox.requeue_acked()
+        if n:
+            self.stats.republished += n
+            log.warning(
+                "publishing %d message(s) again that the broker acknowledged in the last %.0f s: a broker that "
+                "crashed may have lost them (central ignores the duplicates)",
+                n,
+                self.cfg.outbox.republish_window_s,
+            )
+
+    def _spool_heartbeat(self) -> None:
+        self._next_heartbeat = self._clock() + self.cfg.mqtt.heartbeat_s
+        beat = self.heartbeats.build()
+        item = Item(
+            self.topics.heartbeat(self.cfg.node_id),
+            beat.to_json(),
+            MessageClass.TELEMETRY,
+            0,
+            None,
+            "heartbeat",
+        )
+        if self.outbox.put(item).id is not None:
+            self.stats.heartbeats += 1
+
+    def _fill_window(self) -> None:
+        free = self.cfg.mqtt.max_inflight - len(self._inflight)
+        if free <= 0:
+            return
+        busy = {f.row for f in self._inflight.values()}
+        for m in self.outbox.ready_messages(free, exclude=busy):
+            try:
+                info = self.client.publish(m.topic, final_payload(m), qos=m.qos)
+            except ValueError as err:  # e.g. larger than MQTT allows: it can never be sent
+                self.outbox.dead_message(m.id, DropReason.REFUSED_BY_BROKER, f"paho refused it: {err}")
+                continue
+            # QoS 1 without a connection stays queued in paho's session and goes out after the reconnect.
+            if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and m.qos > 0):
+                self._inflight[info.mid] = _InFlight(m.id, m.qos, m.klass, m.label, self.session.epoch)
+            else:
+                self.stats.publish_retries += 1
+                delay = self.outbox.retry_message(m.id, mqtt.error_string(info.rc))
+                log.warning(
+                    "publish of %s failed (%s); retry in %.1f s", m.label, mqtt.error_string(info.rc), delay
+                )
+
+    def _settle(self) -> None:
+        """Apply the acknowledgements paho handed over: remove acked rows (one commit), retry or dead-letter."""
+        acked: list[_InFlight] = []
+        while self.session.acks:
+            mid, rc = self.session.acks.popleft()
+            flight = self._inflight.pop(mid, None)
+            if flight is None:
+                continue  # the status message, or a QoS 0 message from a connection already given up
+            if rc is None or not rc.is_failure:
+                acked.append(flight)
+            elif rc.value in RETRYABLE_PUBACK:
+                self.stats.publish_retries += 1
+                self.outbox.retry_message(flight.row, f"broker: {rc}")
+            else:
+                self.stats.refused_by_broker += 1
+                self.outbox.dead_message(flight.row, DropReason.REFUSED_BY_BROKER, f"broker: {rc}")
+        # QoS 0 messages sent on a connection that has since died may never have left: send them again.
+        for mid, flight in list(self._inflight.items()):
+            if flight.qos == 0 and flight.epoch != self.session.epoch:
+                del self._inflight[mid]
+        if self.outbox.linger_s > 0 and self._clock() >= self._next_purge:
+            self._next_purge = self._clock() + 1.0
+            self.outbox.purge_acked()
+        if not acked:
+            return
+        self.outbox.acked(f.row for f in acked)
+        for f in acked:
+            if f.klass is MessageClass.VIOLATION:
+                self.stats.published += 1
+                kind = f.label.split(" ")[2] if f.label.count(" ") >= 2 else "event"
+                self.stats.by_type[kind] = self.stats.by_type.get(kind, 0) + 1
+                log.info("%s delivered", f.label)
+
+
+def _describe(outbox: Outbox) -> str:
+    s = outbox.stats()
+    drops = ", ".join(f"{k}.{r}={n}" for (k, r), n in sorted(s.drops.items())) or "none"
+    return (
+        f"{s.messages[MessageClass.VIOLATION]} event(s), {s.messages[MessageClass.TELEMETRY]} telemetry, "
+        f"{s.uploads} upload(s) waiting, {s.bytes} of {s.max_bytes} bytes; drops: {drops}"
+    )

@@ -97,6 +97,8 @@ def start_mosquitto(directory: Path, port: int | None = None) -> MosquittoBroker
                 f"listener {port} 127.0.0.1",
                 "allow_anonymous true",
                 "persistence false",
+                # As root, Mosquitto drops to user "mosquitto", which cannot write pytest's 0700 tmp dirs.
+                *(["user root"] if os.geteuid() == 0 else []),
                 f"log_dest file {log_path}",
                 "log_type all",
                 "",

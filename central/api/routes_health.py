@@ -54,4 +54,5 @@ def metrics(central: CentralDep) -> str:
         "# TYPE streetwatch_mqtt_connected gauge",
         f"streetwatch_mqtt_connected {connected}",
     ]
+    lines += central.ingestor.nodes.prometheus_lines()  # the latest heartbeat of every node
     return "\n".join(lines) + "\n"
