@@ -1,22 +1,25 @@
-"""The running agent: one capture thread per camera feeding its pipeline, a shared detector, one publisher."""
+"""The running agent: one capture thread per camera, one detector loop taking scheduler batches from all of
+them and feeding each camera's pipeline, one publisher."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
 
-from edge_agent.capture import CaptureError, VideoSource
+from edge_agent.capture_reader import CaptureSet, ReaderMode
+from edge_agent.clips import ClipEncoder
 from edge_agent.config import AgentConfig
 from edge_agent.contract import ModelRef
+from edge_agent.detect_loop import DetectLoop
 from edge_agent.detector.onnx_detector import OnnxDetector
 from edge_agent.events import Context
 from edge_agent.evidence import EvidenceStore
 from edge_agent.heartbeat import CameraSample, LatencyWindow
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.publisher import Publisher
-from edge_agent.types import Detections, Image
+from edge_agent.scheduler import DetectScheduler
+from edge_agent.types import Detections, Frame
 
 log = logging.getLogger(__name__)
 
@@ -29,75 +32,64 @@ class Agent:
         self.stop_event = threading.Event()
         self.detector = OnnxDetector(cfg.model)
         self.model_ref = ModelRef(name=self.detector.model_name, sha256=self.detector.model_sha256)
-        self.sources = [
-            VideoSource(
-                c.id,
-                c.source,
-                realtime=c.realtime if realtime is None else realtime,
-                loop=c.loop,
-                stop=self.stop_event,
-            )
-            for c in cfg.cameras
-        ]
+        # Readers are built (and files checked: CaptureError) here; their threads start in run().
+        self.captures = CaptureSet.from_config(cfg.cameras, realtime=realtime)
+        lossless = any(r.mode is ReaderMode.LOSSLESS for r in self.captures.readers.values())
+        self.scheduler = DetectScheduler.from_config(cfg, lossless=lossless)
+        self.loop = DetectLoop(
+            self.captures, self.scheduler, self.detector.detect, self._handle, stop=self.stop_event
+        )
+        self._cams = {c.id: c for c in cfg.cameras}
+        self._last_frames: dict[str, Frame] = {}
         self.store = EvidenceStore(cfg.evidence_dir)
         self.latency = {c.id: LatencyWindow() for c in cfg.cameras}
         self.publisher = Publisher(cfg, self.model_ref, cameras=self._camera_samples)
         self.pipelines: dict[str, CameraPipeline] = {}
+        self.encoder = ClipEncoder()  # one background H.264 encoder shared by the cameras
         self.errors: list[str] = []
 
-    def _camera_loop(self, source: VideoSource) -> None:
-        cam = next(c for c in self.cfg.cameras if c.id == source.camera_id)
-        ctx = Context(self.cfg.node_id, cam.id, self.model_ref, self.cfg.config_version)
-        pipeline = None
+    def _handle(self, camera_id: str, frame: Frame, dets: Detections, detect_ms: float) -> None:
+        """Detections of one frame from the batched detector -> that camera's pipeline (made on its first frame)."""
+        pipeline = self.pipelines.get(camera_id)
+        if pipeline is None:
+            cam = self._cams[camera_id]
+            ctx = Context(self.cfg.node_id, cam.id, self.model_ref, self.cfg.config_version)
+            pipeline = CameraPipeline(
+                cam,
+                (frame.width, frame.height),
+                self.detector.detect,
+                ctx,
+                self.store,
+                self.publisher.submit,
+                evidence=self.cfg.evidence,
+                encoder=self.encoder,
+            )
+            self.pipelines[camera_id] = pipeline
+        self.latency[camera_id].record(detect_ms)
+        self._last_frames[camera_id] = frame
+        pipeline.process_detections(frame, dets, detect_ms)
+
+    def _detect_loop(self) -> None:
         try:
-            for frame in source.frames():
-                if pipeline is None:
-                    pipeline = CameraPipeline(
-                        cam,
-                        (frame.width, frame.height),
-                        self._timed(cam.id, self.detector.detect),
-                        ctx,
-                        self.store,
-                        self.publisher.submit,
-                    )
-                    self.pipelines[cam.id] = pipeline
-                pipeline.process(frame)
-        except CaptureError as err:
-            self.errors.append(str(err))
-            log.error("%s", err)
+            self.loop.run()
         except Exception:
-            self.errors.append(f"camera {cam.id} crashed")
-            log.exception("camera %s crashed", cam.id)
-        log.info("camera %s: source finished after %d frames", cam.id, source.stats.frames)
-
-    def _timed(
-        self, camera_id: str, detect: Callable[[list[Image]], list[Detections]]
-    ) -> Callable[[list[Image]], list[Detections]]:
-        """``detect`` that records its latency for this camera's heartbeat percentiles."""
-        window = self.latency[camera_id]
-
-        def timed(images: list[Image]) -> list[Detections]:
-            t0 = time.perf_counter()
-            try:
-                return detect(images)
-            finally:
-                window.record((time.perf_counter() - t0) * 1000.0)
-
-        return timed
+            self.errors.append("detector loop crashed")
+            log.exception("detector loop crashed")
 
     def _camera_samples(self) -> list[CameraSample]:
         """Cumulative per-camera counters for the heartbeat (rates are derived between heartbeats)."""
         samples = []
-        for source in self.sources:
-            s = source.stats
-            pipeline = self.pipelines.get(source.camera_id)
-            window = self.latency[source.camera_id]
+        for cam_id, reader in self.captures.readers.items():
+            s = reader.stats
+            pipeline = self.pipelines.get(cam_id)
+            window = self.latency[cam_id]
+            dropped = self.scheduler.counters(cam_id).dropped
             samples.append(
                 CameraSample(
-                    camera_id=source.camera_id,
+                    camera_id=cam_id,
                     frames=s.frames,
                     detected=pipeline.stats.frames_detected if pipeline else 0,
-                    dropped=s.unseen + s.decode_errors,
+                    dropped=s.unseen + s.decode_errors + sum(dropped.values()),
                     decode_errors=s.decode_errors,
                     inference_ms_p50=window.percentile(50),
                     inference_ms_p95=window.percentile(95),
@@ -108,31 +100,54 @@ class Agent:
     def run(self, report_every_s: float = 10.0) -> int:
         """Run until every source ends (files without loop) or ``stop_event`` is set. Returns an exit code."""
         self.publisher.start()
-        threads = [
-            threading.Thread(target=self._camera_loop, args=(s,), name=f"cam-{s.camera_id}", daemon=True)
-            for s in self.sources
-        ]
-        for t in threads:
-            t.start()
+        self.captures.start()
+        worker = threading.Thread(target=self._detect_loop, name="detector", daemon=True)
+        worker.start()
         log.info(
-            "agent %s running %d camera(s) with %s (%s)",
+            "agent %s running %d camera(s) with %s (%s), batches of up to %d",
             self.cfg.node_id,
-            len(threads),
+            len(self.captures.readers),
             self.model_ref.name,
             self.model_ref.sha256[:12],
+            self.scheduler.max_batch,
         )
         last = time.monotonic()
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(timeout=0.2)
+        while worker.is_alive():
+            worker.join(timeout=0.2)
             if time.monotonic() - last >= report_every_s:
                 last = time.monotonic()
                 self._report()
+        self.captures.stop()
+        for cam_id, pipeline in self.pipelines.items():  # pending clips and held ENDs go out before we stop
+            pipeline.close(self._last_frames.get(cam_id))
+        self.errors.extend(self.captures.errors())
+        for cam_id, n in self.loop.stats.handler_errors.items():
+            self.errors.append(f"camera {cam_id}: {n} frame(s) failed in the pipeline")
         self._report()
         self.publisher.close()
         return 1 if self.errors else 0
 
     def _report(self) -> None:
+        for h in self.captures.health():
+            c = self.scheduler.counters(h.camera_id)
+            log.info(
+                "camera %s: capture %s, %d frames (%.1f fps, last %.1fs ago), read errors %d, open failures %d, "
+                "reconnects %d, stalls %d, unseen %d; scheduler selected %d %s, skipped %s, dropped %s",
+                h.camera_id,
+                h.state,
+                h.frames,
+                h.fps,
+                -1.0 if h.last_frame_age_s is None else h.last_frame_age_s,
+                h.decode_errors,
+                h.open_failures,
+                h.reconnects,
+                h.stalls,
+                h.unseen,
+                c.selected,
+                {k.value: v for k, v in c.selected_by.items()},
+                {k.value: v for k, v in c.skipped.items()},
+                {k.value: v for k, v in c.dropped.items()},
+            )
         for cam_id, p in self.pipelines.items():
             s = p.stats
             ms = s.detect_ms_total / s.frames_detected if s.frames_detected else 0.0
