@@ -3,7 +3,7 @@
 Occupancy is the fraction of the zone's area (on a raster downscaled to ``background.width``) covered by
 
 * the boxes of *static* objects of the configured classes standing in the zone (anchor inside: street
-  furniture, goods, parked two-wheelers): an object counts once its anchor has stayed within
+  furniture, goods, parked two-wheelers): an object counts once its anchor has been seen staying within
   ``static_radius`` for ``static_after_s``, and its last box
   keeps counting for ``_HOLD_S`` after it was last detected (low-score goods flicker in and out); boxes are
   image-space, so a tall object covers more of the zone than its footprint: the figure is a proxy, and
@@ -175,9 +175,12 @@ class EncroachmentRule:
     def _static(self, now: float) -> list[TrackSnapshot]:
         out = []
         for tid, st in self._objects.items():
-            if st.snapshot is None or now - self._objects.last_seen(tid) > _HOLD_S:
+            last = self._objects.last_seen(tid)
+            if st.snapshot is None or now - last > _HOLD_S:
                 continue
-            if now - st.still_since >= self.cfg.static_after_s:
+            # Still for static_after_s *while seen*: a vehicle that drove through the zone and left is not
+            # static just because time passed since it was last seen moving.
+            if last - st.still_since >= self.cfg.static_after_s:
                 out.append(st.snapshot)
         return out
 

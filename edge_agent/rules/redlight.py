@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from edge_agent.contract import EventType
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.rules.incidents import IncidentBook
-from edge_agent.rules.motion import VehicleMemory
+from edge_agent.rules.motion import VehicleMemory, carried_persons
 from edge_agent.rules.ruleconfig import RedLightRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.sceneconfig import direction_vector
@@ -73,6 +73,7 @@ class RedLightRule:
         self._margin = cfg.margin * scene.height
         self._tol = self._margin / length
         self._classes = frozenset(cfg.classes)
+        self._carried: frozenset[int] = frozenset()  # riders on a motorcycle track this frame
         self._flagged = {SignalState.RED, SignalState.AMBER} if cfg.flag_amber else {SignalState.RED}
         self._history: deque[tuple[float, SignalState]] = deque()
         self._book = IncidentBook(
@@ -91,6 +92,7 @@ class RedLightRule:
 
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
+        self._carried = carried_persons(tracks, self._classes)
         self._history.append((now, self._signal.state(now)))
         while self._history and self._history[0][0] < now - _SIGNAL_HISTORY_S:
             self._history.popleft()
@@ -108,7 +110,9 @@ class RedLightRule:
 
     def _observe(self, track: Track, now: float) -> Finding | None:
         st, _ = self._states.observe(track.track_id, now)
-        is_vehicle = st.vehicle.check(track, now, self._classes, self.cfg.riders)
+        is_vehicle = st.vehicle.check(
+            track, now, self._classes, self.cfg.riders, track.track_id in self._carried
+        )
         x, y = track.anchor
         rx, ry = x - self._a[0], y - self._a[1]
         dist = rx * self._normal[0] + ry * self._normal[1]

@@ -35,7 +35,8 @@ class RiderConfig(Strict):
         default=1.5,
         gt=0.0,
         le=20.0,
-        description="Speed, in body heights per second, above which a person is riding (walking is ~0.9).",
+        description="Speed, in body heights per second, above which a person is riding (walking measures "
+        "about 0.5, at most 1.2-1.6 on single frames).",
     )
     window_s: float = Field(
         default=1.5, gt=0.1, le=10.0, description="Seconds of track history the speed is fitted over."
@@ -219,7 +220,8 @@ class SpeedingRuleConfig(RuleBase):
         default=10,
         ge=3,
         le=64,
-        description="Latest in-zone anchors the speed is fitted over (least squares).",
+        description="Latest in-zone anchors the speed is fitted over (least squares); more of the latest ones "
+        "are taken while they span under min_span_s (high detect rates).",
     )
     min_span_s: float = Field(
         default=1.0, gt=0.0, le=30.0, description="The fitted anchors must span at least this many seconds."

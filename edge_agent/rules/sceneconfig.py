@@ -158,8 +158,10 @@ class ScheduleConfig(Strict):
 class ColourSignalConfig(Strict):
     """A traffic light read from the camera image: the lit colour inside a small box around one signal head.
 
-    The head must be seen from the front, and then it governs the traffic driving towards the camera: pair it
-    with the stop line of that approach.
+    The head must be seen from the front. It then faces the drivers who obey it, the traffic on the camera's side
+    of it driving towards it: away from the camera when the camera looks up the approach from behind the queue
+    (the Hai Phong and Saigon clips), towards it when the camera looks at the approach from beyond the junction.
+    Pair it with the stop line of that approach.
     """
 
     source: Literal["colour"] = Field(description="Signal state from the colour of a region of the image.")

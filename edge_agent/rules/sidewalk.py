@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from edge_agent.contract import EventType
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.rules.incidents import IncidentBook
-from edge_agent.rules.motion import VehicleMemory
+from edge_agent.rules.motion import VehicleMemory, carried_persons
 from edge_agent.rules.ruleconfig import SidewalkVehicleRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.schedule import ScheduleGate
@@ -51,6 +51,7 @@ class SidewalkVehicleRule:
         self.zone_id: str = cfg.zone
         self._zone = ZoneShape(scene.zone(cfg.zone).polygon, scene.frame_size)
         self._classes = frozenset(cfg.classes)
+        self._carried: frozenset[int] = frozenset()  # riders on a motorcycle track this frame
         self._book = IncidentBook(
             cfg.id,
             cfg.zone,
@@ -70,6 +71,7 @@ class SidewalkVehicleRule:
 
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
+        self._carried = carried_persons(tracks, self._classes)
         for track in tracks:
             if track.time_since_update > 0:
                 continue
@@ -87,7 +89,9 @@ class SidewalkVehicleRule:
         if gap > self.cfg.end_grace_s:
             st.inside.reset()  # back after a long absence: its grace starts again
         key = f"track-{track.track_id}"
-        is_vehicle = st.vehicle.check(track, now, self._classes, self.cfg.riders)
+        is_vehicle = st.vehicle.check(
+            track, now, self._classes, self.cfg.riders, track.track_id in self._carried
+        )
         raw_in = self._zone.contains(track.anchor)
         inside = st.inside.update(raw_in, now)
         if not inside:

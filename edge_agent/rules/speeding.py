@@ -1,13 +1,15 @@
 """Speeding: ground speed from the camera's homography, smoothed over the track, above the limit.
 
 Per track, the rule maps the in-zone anchors of its history (``Track.history``) to metres on the ground plane
-and fits a straight-line motion to the latest ``samples`` of them (least squares, which smooths box jitter:
-a single anchor 1 m off changes a 10-sample fit over 1 s by well under 1 m/s). The fit must span
-``min_span_s``. ``min_frames`` consecutive estimates above ``limit_kmh + tolerance_kmh`` start the incident; it
-carries the current and the highest speed and ends ``end_grace_s`` after the last over-limit estimate.
-A step between two samples, or an estimate, above ``max_plausible_kmh`` (an id switch between two road
-users) restarts the fit. Person tracks
-are measured too when ``riders`` is enabled: anyone that fast is on a vehicle.
+and fits a straight-line motion to the latest ``samples`` of them, or to as many more of the latest as it takes to
+span ``min_span_s`` (least squares, which smooths box jitter: a single anchor 1 m off changes a 10-sample fit
+over 1 s by well under 1 m/s). At 10 detect-fps and more, 10 anchors span under a second, so a fixed count
+with ``min_span_s`` 1 s would never give a speed. ``min_frames`` consecutive estimates above
+``limit_kmh + tolerance_kmh`` start the incident; it carries the current and the highest speed and ends
+``end_grace_s`` after the last over-limit estimate. A step between two samples, or an estimate, above
+``max_plausible_kmh`` (an id switch between two road users) restarts the fit. Person tracks are measured too
+when ``riders`` is enabled (anyone that fast is on a vehicle), except riders sitting on a motorcycle track the
+rule measures already (``motion.carried_persons``: one road user, one event).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from edge_agent.contract import EventType
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.rules.homography import GroundPlane
 from edge_agent.rules.incidents import IncidentBook
-from edge_agent.rules.motion import Sample, fit_velocity
+from edge_agent.rules.motion import CARRIED_HOLD_S, Sample, carried_persons, fit_velocity
 from edge_agent.rules.ruleconfig import SpeedingRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.schedule import ScheduleGate
@@ -29,6 +31,7 @@ from edge_agent.rules.zonestate import TrackStates, ZoneShape
 from edge_agent.types import Track
 
 _FORGET_AFTER_S = 30.0
+_MAX_SAMPLES = 256  # hard cap of a track's fit window (60 detect-fps for 4 s)
 
 
 @dataclass(slots=True)
@@ -50,7 +53,9 @@ class SpeedingRule:
         self.zone_id: str = cfg.zone
         self._plane: GroundPlane = scene.ground_plane
         self._zone = ZoneShape(scene.zone(cfg.zone).polygon, scene.frame_size)
-        self._classes = frozenset(cfg.classes) | ({"person"} if cfg.riders.enabled else set())
+        self._vehicles = frozenset(cfg.classes)
+        self._classes = self._vehicles | ({"person"} if cfg.riders.enabled else set())
+        self._carried_until: dict[int, float] = {}  # riders seen on a motorcycle track, until when
         self._threshold = cfg.limit_kmh + cfg.tolerance_kmh
         self._book = IncidentBook(
             cfg.id,
@@ -61,7 +66,7 @@ class SpeedingRule:
             gate=ScheduleGate(cfg.schedule, scene.clock),
         )
         self._states: TrackStates[_State] = TrackStates(
-            lambda: _State(deque(maxlen=cfg.samples)), _FORGET_AFTER_S
+            lambda: _State(deque(maxlen=_MAX_SAMPLES)), _FORGET_AFTER_S
         )
 
     @property
@@ -75,14 +80,20 @@ class SpeedingRule:
 
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
+        for tid in carried_persons(tracks, self._vehicles):
+            self._carried_until[tid] = now + CARRIED_HOLD_S
         for track in tracks:
             if track.time_since_update > 0 or track.label not in self._classes:
+                continue
+            if track.label not in self._vehicles and now < self._carried_until.get(track.track_id, -math.inf):
                 continue
             finding = self._observe(track, now)
             if finding is not None:
                 out.append(finding)
         out += self._book.finish(now)
         self._states.prune(now, keep=lambda tid: self._book.is_open(f"track-{tid}"))
+        for tid in [tid for tid, until in self._carried_until.items() if until <= now]:
+            del self._carried_until[tid]
         return out
 
     def _observe(self, track: Track, now: float) -> Finding | None:
@@ -135,6 +146,11 @@ class SpeedingRule:
                 st.samples.clear()
                 st.over = 0
         st.samples.append(sample)
+        # Keep the fit window: the latest ``samples`` anchors, or more while they span under ``min_span_s``.
+        while (
+            len(st.samples) > self.cfg.samples and st.samples[-1][0] - st.samples[1][0] >= self.cfg.min_span_s
+        ):
+            st.samples.popleft()
 
     def _fit(self, st: _State) -> float | None:
         if len(st.samples) < 3:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from edge_agent.contract import EventType
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.rules.incidents import IncidentBook
-from edge_agent.rules.motion import VehicleMemory
+from edge_agent.rules.motion import VehicleMemory, carried_persons
 from edge_agent.rules.ruleconfig import IllegalTurnRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.schedule import ScheduleGate
@@ -48,6 +48,7 @@ class IllegalTurnRule:
         for p in cfg.forbidden:
             self._pairs_to.setdefault(p.to_zone, []).append(p.from_zone)
         self._classes = frozenset(cfg.classes)
+        self._carried: frozenset[int] = frozenset()  # riders on a motorcycle track this frame
         self._book = IncidentBook(
             cfg.id,
             self.zone_id,
@@ -66,6 +67,7 @@ class IllegalTurnRule:
 
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
+        self._carried = carried_persons(tracks, self._classes)
         for track in tracks:
             if track.time_since_update > 0:
                 continue
@@ -85,7 +87,9 @@ class IllegalTurnRule:
                 d.reset()
             st.entered.clear()
             st.last_in.clear()
-        is_vehicle = st.vehicle.check(track, now, self._classes, self.cfg.riders)
+        is_vehicle = st.vehicle.check(
+            track, now, self._classes, self.cfg.riders, track.track_id in self._carried
+        )
         anchor = track.anchor
         entered_now: list[str] = []
         for z, shape in self._zones.items():

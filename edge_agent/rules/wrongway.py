@@ -25,7 +25,7 @@ import numpy as np
 from edge_agent.contract import EventType
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.rules.incidents import IncidentBook
-from edge_agent.rules.motion import Sample, VehicleMemory
+from edge_agent.rules.motion import Sample, VehicleMemory, carried_persons
 from edge_agent.rules.ruleconfig import WrongWayRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.sceneconfig import direction_vector
@@ -60,6 +60,7 @@ class WrongWayRule:
         self._min_px = cfg.min_distance * scene.width
         self._cos_max = math.cos(math.radians(cfg.max_angle_deg))
         self._classes = frozenset(cfg.classes)
+        self._carried: frozenset[int] = frozenset()  # riders on a motorcycle track this frame
         self._book = IncidentBook(
             cfg.id,
             cfg.zone,
@@ -78,6 +79,7 @@ class WrongWayRule:
 
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
+        self._carried = carried_persons(tracks, self._classes)
         for track in tracks:
             if track.time_since_update > 0:
                 continue
@@ -102,7 +104,9 @@ class WrongWayRule:
                     st.samples.append((t, x, y))
         while st.samples and st.samples[0][0] < now - self.cfg.window_s:
             st.samples.popleft()
-        is_vehicle = st.vehicle.check(track, now, self._classes, self.cfg.riders)
+        is_vehicle = st.vehicle.check(
+            track, now, self._classes, self.cfg.riders, track.track_id in self._carried
+        )
         inside = st.inside.update(self._zone.contains(track.anchor), now)
         if not inside or not is_vehicle or len(st.samples) < self.cfg.min_samples:
             return None

@@ -208,3 +208,33 @@ def test_passers_by_do_not_build_persistent_foreground():
         assert rule.evaluate([], t) == []
         peak = max(peak, rule.occupancy)
     assert peak < 0.05
+
+
+def test_a_vehicle_that_drove_through_is_not_static_after_it_left():
+    """Found on the Nga 4 clip (tests/scenarios): static means seen still for static_after_s. A motorbike that
+    crosses the zone and leaves is unseen, not still; before the fix its last box counted as a static object
+    from static_after_s after it was last seen moving until the 10 s hold ran out."""
+    rule = make_rule(static_after_s=1.0, min_occupancy=0.1, min_duration_s=2.0)
+    bike = Mover(7, "motorcycle", (200.0, 150.0))
+    out: list[Finding] = []
+    for t in frames(0.0, 2.0, 0.2):  # rides across the sidewalk at 100 px/s
+        out += rule.evaluate([bike.at(60 + 100 * t, 330, t)], t)
+    for t in frames(2.0, 12.0, 0.2):  # gone
+        out += rule.evaluate([], t)
+        assert rule.occupancy == 0.0, t
+    assert out == []
+
+
+def test_static_counts_from_the_time_seen_still():
+    """A parked motorbike seen still for static_after_s counts, and keeps counting for the hold after it was
+    last seen (flicker); the same box seen only once does not."""
+    rule = make_rule(static_after_s=1.0, min_occupancy=0.1, min_duration_s=0.0)
+    bike = Mover(7, "motorcycle", (200.0, 150.0))
+    rule.evaluate([bike.at(100, 330, 0.0)], 0.0)
+    rule.evaluate([], 5.0)
+    assert rule.occupancy == 0.0
+    for t in frames(5.0, 6.4, 0.2):
+        rule.evaluate([bike.at(100, 330, t)], t)
+    assert rule.occupancy > 0.1
+    rule.evaluate([], 15.0)
+    assert rule.occupancy > 0.1

@@ -204,3 +204,26 @@ def test_with_an_external_feed_and_its_expiry():
     assert feed.state(16.0) is U
     assert [f for f in out if f.phase is Phase.START] == []
     assert clock(1.0) - clock(0.0) == timedelta(seconds=1)
+
+
+def test_a_rider_on_a_detected_motorbike_is_one_road_user():
+    """Found on the Saigon clip (tests/scenarios): a rider whose scooter is detected too has a person track on
+    the motorcycle track; before the fix both crossed the line on red and raised two events."""
+    rule = make_rule(Script((0.0, R)))
+    bike, rider = Mover(1, "motorcycle", (40.0, 60.0)), Mover(2, "person", (36.0, 90.0))
+    out: list[Finding] = []
+    for t in frames(7.0, 13.1):
+        y = LINE_Y + 250.0 * (10.1 - t)
+        out += rule.evaluate([bike.at(900.0, y, t), rider.at(900.0, y - 15.0, t)], t)
+    assert [f.key for f in out if f.phase is Phase.START] == ["track-1"]
+
+
+def test_a_rider_whose_scooter_is_missed_still_counts():
+    """The rider heuristic still stands in when no motorcycle box is under the rider."""
+    rule = make_rule(Script((0.0, R)))
+    rider, other_bike = Mover(2, "person", (36.0, 90.0)), Mover(1, "motorcycle", (40.0, 60.0))
+    out: list[Finding] = []
+    for t in frames(7.0, 13.1):
+        y = LINE_Y + 250.0 * (10.1 - t)
+        out += rule.evaluate([rider.at(900.0, y, t), other_bike.at(300.0, 900.0, t)], t)
+    assert [f.key for f in out if f.phase is Phase.START] == ["track-2"]

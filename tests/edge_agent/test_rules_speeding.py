@@ -120,3 +120,32 @@ def test_needs_a_ground_plane():
     cfg = SpeedingRuleConfig.model_validate({"type": "speeding", "id": "sp", "zone": "road"})
     with pytest.raises(ValueError, match="ground_plane"):
         SpeedingRule(cfg, Scene((W, H), {"road": ROAD}))
+
+
+@pytest.mark.parametrize("fps", [5.0, 10.0, 20.0])
+def test_high_detect_rates_still_give_a_speed(fps):
+    """Found on the motorway clip at 10 detect-fps (tests/scenarios): the default 10 samples span 0.9 s there,
+    under min_span_s 1 s, so the rule never had a speed. The fit now takes as many of the latest anchors as it
+    needs to span min_span_s."""
+    rule, car = make_rule(), Mover(1)
+    out: list[Finding] = []
+    for i in range(int(3.0 * fps)):
+        t = round(i / fps, 9)
+        x, y = image_of(3.5, 2.0 + 70.0 / 3.6 * t)
+        out += rule.evaluate([car.at(x, y, t)], t)
+    [start] = [f for f in out if f.phase is Phase.START]
+    assert start.measurements["speed_kmh"] == pytest.approx(70.0, abs=0.5)
+    assert rule.speed_kmh(1) == pytest.approx(70.0, abs=0.5)
+    assert 1.0 <= start.now - start.started <= 1.0 + 2.0 / fps  # the fit window spans just over a second
+
+
+def test_a_rider_on_a_detected_motorbike_is_measured_once():
+    """Found on the Saigon clip (tests/scenarios): the rider's own track sits on the scooter's track; it is the
+    same road user, so only the motorcycle raises the event."""
+    rule = make_rule()
+    bike, rider = Mover(1, "motorcycle", (60.0, 60.0)), Mover(2, "person", (50.0, 110.0))
+    out: list[Finding] = []
+    for t in frames(0.0, 2.4):
+        x, y = image_of(3.5, 2.0 + 70.0 / 3.6 * t)
+        out += rule.evaluate([bike.at(x, y, t), rider.at(x, y - 20.0, t)], t)
+    assert [f.key for f in out if f.phase is Phase.START] == ["track-1"]
