@@ -103,14 +103,17 @@ def test_realtime_replay_with_a_slow_detector_drops_and_counts() -> None:
     scheduler = DetectScheduler([CameraPlan("a", 10.0), CameraPlan("b", 10.0)], max_batch=1, max_wait_s=1.0)
     loop = DetectLoop(captures, scheduler, FakeDetector(busy_s=0.15), lambda cam, f, d, ms: None)
     captures.start()
+    started = time.monotonic()
     try:
         run_with_deadline(loop, 30.0)
     finally:
         captures.stop()
+    wall = time.monotonic() - started  # >= 2.8 s; longer on a loaded machine, where decoding lags
     a, b = scheduler.counters("a"), scheduler.counters("b")
     # alternate while both play; the readers open and reach the end a frame or two apart in real time
     assert abs(a.selected - b.selected) <= 3 and min(a.selected, b.selected) >= 5, (a.as_dict(), b.as_dict())
-    assert a.selected + b.selected <= 2.8 / 0.15 + 2
+    # a detector busy 0.15 s per call cannot have been called more often than the wall time allows
+    assert a.selected + b.selected <= wall / 0.15 + 1
     for cam, c in (("a", a), ("b", b)):
         h = captures.readers[cam].health()
         assert h.frames == 85
