@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Annotated, cast
 from urllib.parse import quote
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
 from central.context import Central
 from central.db.models import UserRow
+from central.fleet.enrollment import node_of_token
+from central.security import bearer_token, token_matches
 
 SESSION_USER_KEY = "user"
 
@@ -90,6 +92,37 @@ def page_user(request: Request, db: DbSession) -> AuthUser:
 OptionalUser = Annotated[AuthUser | None, Depends(optional_user)]
 ApiUser = Annotated[AuthUser, Depends(api_user)]
 PageUser = Annotated[AuthUser, Depends(page_user)]
+
+
+@dataclass(frozen=True)
+class NodePrincipal:
+    """A node authenticated by its bearer token: ``node_id`` from a per-node token, None for the shared one."""
+
+    node_id: str | None
+
+
+def node_principal(
+    central: CentralDep, authorization: Annotated[str | None, Header()] = None
+) -> NodePrincipal:
+    """Accept the shared ``STREETWATCH_NODE_TOKEN`` (demo, nodes not yet enrolled) or an enrolled node's token.
+
+    The lookup uses its own short session rather than ``DbSession``: an upload streams for a while, and a
+    request-long session would hold a database connection (and a read transaction) for all of it.
+    """
+    token = bearer_token(authorization)
+    if token is not None:
+        if token_matches(token, central.settings.node_token.get_secret_value()):
+            return NodePrincipal(None)
+        with central.db.sessionmaker() as session:
+            node_id = node_of_token(session, token)
+        if node_id is not None:
+            return NodePrincipal(node_id)
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED, "missing or wrong node token", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+NodeAuth = Annotated[NodePrincipal, Depends(node_principal)]
 
 
 def login_session(request: Request, user: UserRow) -> None:

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from central.api.deps import ApiUser, CentralDep, DbSession
+from central.api.deps import ApiUser, CentralDep, DbSession, NodeAuth
 from central.api.schemas import ErrorOut, EvidenceUploadOut
 from central.context import Central
 from central.db.models import EvidenceRow
@@ -25,7 +25,6 @@ from central.evidence import (
     check_content_type,
     check_sha256,
 )
-from central.security import bearer_token, token_matches
 
 router = APIRouter(tags=["evidence"])
 
@@ -52,17 +51,11 @@ async def upload_evidence(
     sha256: str,
     request: Request,
     central: CentralDep,
-    authorization: Annotated[str | None, Header()] = None,
+    node: NodeAuth,  # the shared node token or an enrolled node's own token (401 otherwise)
     content_type: Annotated[str | None, Header()] = None,
     content_length: Annotated[int | None, Header()] = None,
 ) -> JSONResponse:
     """Store the request body under its SHA-256 after re-hashing it (body = raw bytes)."""
-    if not token_matches(bearer_token(authorization), central.settings.node_token.get_secret_value()):
-        return JSONResponse(
-            {"detail": "missing or wrong node token"},
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
     try:
         check_sha256(sha256)
         media_type = check_content_type(content_type)

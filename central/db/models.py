@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -192,6 +193,64 @@ class NodeStatusRow(Base):
     model_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     config_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class NodeRow(Base):
+    """An enrolled node: its identity, hashes of its credentials, and where its remote config stands.
+
+    Secrets are only kept in the form their checker needs: the MQTT password as the Mosquitto PBKDF2 hash
+    the broker's password_file holds, the HTTP token as a SHA-256 (it is 256 random bits, so a fast hash is
+    enough and allows lookup). Revoking clears both and keeps the row, since events still name the node.
+    """
+
+    __tablename__ = "nodes"
+
+    node_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    mqtt_username: Mapped[str] = mapped_column(String(ID_LEN), unique=True)
+    mqtt_password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    http_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    enrolled_by: Mapped[str] = mapped_column(String(ID_LEN), doc="Who created the enrollment token.")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    desired_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    published_version: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="Version the broker holds retained (PUBACK received)."
+    )
+    applied_version: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="Version the node said it runs (last config/applied)."
+    )
+    ack_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ack_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    ack_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ack_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class NodeConfigRow(Base):
+    """Every config central accepted for a node, by version (history; the newest is the desired one)."""
+
+    __tablename__ = "node_configs"
+
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.node_id", ondelete="RESTRICT"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    config: Mapped[dict[str, Any]] = mapped_column(json_type())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(ID_LEN))
+
+
+class EnrollmentTokenRow(Base):
+    """A one-time enrollment token, stored as its SHA-256; ``used_at`` is set once, atomically."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(ID_LEN))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    node_id: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True, doc="Node it enrolled.")
 
 
 class AppendOnlyError(RuntimeError):

@@ -1,0 +1,1 @@
+"""Fleet control: enrollment and revocation of nodes, their broker accounts, and remote config."""
