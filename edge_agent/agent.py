@@ -6,15 +6,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 
 from edge_agent.capture_reader import CaptureSet, ReaderMode
 from edge_agent.clips import ClipEncoder
 from edge_agent.config import AgentConfig
-from edge_agent.contract import ModelRef
+from edge_agent.contract import Event, ModelRef, utcnow
 from edge_agent.detect_loop import DetectLoop
 from edge_agent.detector.onnx_detector import OnnxDetector
 from edge_agent.events import Context
-from edge_agent.evidence import EvidenceStore
+from edge_agent.evidence import EvidenceFile, EvidenceStore
+from edge_agent.health import HealthServices
 from edge_agent.heartbeat import CameraSample, LatencyWindow
 from edge_agent.pipeline import CameraPipeline
 from edge_agent.publisher import Publisher
@@ -47,6 +49,9 @@ class Agent:
         self.pipelines: dict[str, CameraPipeline] = {}
         self.encoder = ClipEncoder()  # one background H.264 encoder shared by the cameras
         self.errors: list[str] = []
+        self.started = time.monotonic()
+        self.worker: threading.Thread | None = None  # the detector loop's thread (/healthz, systemd watchdog)
+        self.last_event_at: datetime | None = None  # latest event spooled (status file, metrics)
 
     def _handle(self, camera_id: str, frame: Frame, dets: Detections, detect_ms: float) -> None:
         """Detections of one frame from the batched detector -> that camera's pipeline (made on its first frame)."""
@@ -60,7 +65,7 @@ class Agent:
                 self.detector.detect,
                 ctx,
                 self.store,
-                self.publisher.submit,
+                self._submit,
                 evidence=self.cfg.evidence,
                 encoder=self.encoder,
             )
@@ -68,6 +73,10 @@ class Agent:
         self.latency[camera_id].record(detect_ms)
         self._last_frames[camera_id] = frame
         pipeline.process_detections(frame, dets, detect_ms)
+
+    def _submit(self, event: Event, files: tuple[EvidenceFile, ...]) -> None:
+        self.last_event_at = utcnow()
+        self.publisher.submit(event, files)
 
     def _detect_loop(self) -> None:
         try:
@@ -103,6 +112,9 @@ class Agent:
         self.captures.start()
         worker = threading.Thread(target=self._detect_loop, name="detector", daemon=True)
         worker.start()
+        self.worker = worker
+        health = HealthServices.for_agent(self)  # /metrics, /healthz, status.json, systemd READY/WATCHDOG
+        health.start()
         log.info(
             "agent %s running %d camera(s) with %s (%s), batches of up to %d",
             self.cfg.node_id,
@@ -117,6 +129,7 @@ class Agent:
             if time.monotonic() - last >= report_every_s:
                 last = time.monotonic()
                 self._report()
+        health.stop()
         self.captures.stop()
         for cam_id, pipeline in self.pipelines.items():  # pending clips and held ENDs go out before we stop
             pipeline.close(self._last_frames.get(cam_id))

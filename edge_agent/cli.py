@@ -41,6 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", "-o", type=Path, required=True, help="output folder")
     rep.add_argument("--no-video", action="store_true", help="skip the annotated output video")
     rep.add_argument("--max-seconds", type=float, help="stop after this much video time")
+    st = sub.add_parser("status", help="summarize the running agent's status file; exit 1 when unhealthy")
+    where = st.add_mutually_exclusive_group()
+    where.add_argument("--config", "-c", type=Path, help="agent YAML config (its state folder)")
+    where.add_argument("--state-dir", type=Path, help="folder holding status.json")
+    st.add_argument("--json", action="store_true", help="print the raw status JSON")
+    enr = sub.add_parser("enroll", help="enroll this node with central using a one-time token")
+    enr.add_argument("--central", required=True, help="central base URL, e.g. https://central.example")
+    enr.add_argument("--token", required=True, help="one-time enrollment token ('-': read it from stdin)")
+    enr.add_argument("--node-name", required=True, help="human name of this box")
+    enr.add_argument("--state-dir", type=Path, help="where credentials.json goes (default var/agent)")
+    enr.add_argument("--force", action="store_true", help="enroll again even if credentials exist")
     return p
 
 
@@ -50,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upload drowns the agent's own
+    if args.command == "enroll":  # no config needed
+        from edge_agent.enroll import run_enroll
+
+        return run_enroll(args.central, args.token, args.node_name, args.state_dir, args.force)
+    if args.command == "status":  # reads the status file only: works while the agent runs
+        from edge_agent.status import status_command
+
+        return status_command(args.config, args.state_dir, as_json=args.json)
     try:
         cfg = load_config(args.config)
     except ConfigError as err:

@@ -402,6 +402,50 @@ class SchedulerConfig(_Strict):
     )
 
 
+class MetricsConfig(_Strict):
+    """The agent's own HTTP endpoint (``edge_agent/metrics.py``): Prometheus ``/metrics`` and ``/healthz``."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        max_length=255,
+        description="Address to listen on. Loopback by default: the endpoint has no authentication, so expose "
+        "it (0.0.0.0) only on a management network a Prometheus server scrapes from.",
+    )
+    port: int = Field(default=9464, ge=0, le=65535, description="TCP port; 0 turns the endpoint off.")
+
+
+class StateConfig(_Strict):
+    """The status file ``streetwatch-agent status`` reads (``edge_agent/status.py``), and when to call it bad."""
+
+    dir: Path | None = Field(
+        default=None,
+        description="Folder of status.json. None: the outbox's folder. A relative path resolves against the "
+        "config file's folder.",
+    )
+    status_interval_s: float = Field(
+        default=5.0,
+        ge=1.0,
+        le=300.0,
+        description="Seconds between rewrites of status.json; `status` calls the agent dead when the file is "
+        "older than 3 times this.",
+    )
+    camera_down_s: float = Field(
+        default=30.0,
+        ge=2.0,
+        le=3600.0,
+        description="A camera without a frame this long counts as down (`status` fails); /healthz fails when "
+        "no camera delivered a frame this recently.",
+    )
+    mqtt_down_s: float = Field(
+        default=300.0,
+        ge=10.0,
+        le=86_400.0,
+        description="`status` fails when the broker connection has been down this long (events keep spooling "
+        "in the outbox meanwhile, so short outages are no fault).",
+    )
+
+
 class AgentConfig(_Strict):
     node_id: Identifier = Field(description="This node's id, as enrolled at central.")
     config_version: int = Field(default=1, ge=0, description="Version of this config, reported with events.")
@@ -423,6 +467,12 @@ class AgentConfig(_Strict):
     cameras: list[CameraConfig] = Field(min_length=1, max_length=16, description="Cameras of this cluster.")
     scheduler: SchedulerConfig = Field(
         default_factory=SchedulerConfig, description="Detector batching across cameras."
+    )
+    metrics: MetricsConfig = Field(
+        default_factory=MetricsConfig, description="Local Prometheus /metrics and /healthz endpoint."
+    )
+    state: StateConfig = Field(
+        default_factory=StateConfig, description="Status file for `streetwatch-agent status`."
     )
 
     @model_validator(mode="after")
@@ -471,6 +521,10 @@ def load_config(path: Path) -> AgentConfig:
     if cfg.outbox.path is not None and not cfg.outbox.path.is_absolute():
         cfg = cfg.model_copy(
             update={"outbox": cfg.outbox.model_copy(update={"path": (base / cfg.outbox.path).resolve()})}
+        )
+    if cfg.state.dir is not None and not cfg.state.dir.is_absolute():
+        cfg = cfg.model_copy(
+            update={"state": cfg.state.model_copy(update={"dir": (base / cfg.state.dir).resolve()})}
         )
     return cfg.model_copy(update={"model": model, "cameras": cameras, "evidence_dir": evidence_dir})
 
