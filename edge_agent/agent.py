@@ -3,6 +3,7 @@ them and feeding each camera's pipeline, one publisher."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -52,9 +53,61 @@ class Agent:
         self.started = time.monotonic()
         self.worker: threading.Thread | None = None  # the detector loop's thread (/healthz, systemd watchdog)
         self.last_event_at: datetime | None = None  # latest event spooled (status file, metrics)
+        self._config_lock = threading.Lock()
+        self._next_cfg: AgentConfig | None = (
+            None  # set by apply_config (paho's thread), swapped in by _handle
+        )
+        self.restart_requested = False
+
+    # Camera fields read once by the capture readers and the scheduler: a change needs a restart.
+    _RESTART_FIELDS = ("source", "realtime", "loop", "detect_fps", "capture", "motion")
+
+    def apply_config(self, new: AgentConfig) -> None:
+        """``RemoteConfig.on_change``: paho's thread, after validation, before the file is committed.
+
+        Zones, lines, signals, ground plane, rules and evidence settings take effect at each camera's next
+        detection (``_swap_config``, detector thread). Adding or removing a camera or changing how one is read
+        needs new readers: the agent stops cleanly and exits with EXIT_RESTART so systemd starts it again on
+        the saved config. Raising refuses the config (RemoteConfig keeps the old one and answers failed).
+        """
+        old = {c.id: c for c in self.cfg.cameras}
+        restart = (
+            list(old) != [c.id for c in new.cameras]
+            or new.scheduler != self.cfg.scheduler
+            or any(getattr(old[c.id], f) != getattr(c, f) for c in new.cameras for f in self._RESTART_FIELDS)
+        )
+        with self._config_lock:
+            self._next_cfg = new
+        self.publisher.heartbeats.config_version = new.config_version
+        self.publisher.session.cfg = new  # the retained status reports the new version at the next connect
+        if restart:
+            log.warning("config %d changes the cameras or how they are read: restarting", new.config_version)
+            self.restart_requested = True
+            self.stop_event.set()
+
+    def _swap_config(self) -> None:
+        """Detector thread: rebuild the pipelines of cameras whose config changed; others get the new version."""
+        with self._config_lock:
+            new, self._next_cfg = self._next_cfg, None
+        if new is None:
+            return
+        old_cams, old_evidence = self._cams, self.cfg.evidence
+        self.cfg = new
+        self._cams = {c.id: c for c in new.cameras}
+        for cam_id, pipeline in list(self.pipelines.items()):
+            if self._cams.get(cam_id) != old_cams.get(cam_id) or new.evidence != old_evidence:
+                pipeline.close(self._last_frames.get(cam_id))  # finished clips and held ENDs go out first
+                del self.pipelines[cam_id]  # rebuilt at its next frame with the new config and version
+            else:
+                pipeline.builder.ctx = dataclasses.replace(
+                    pipeline.builder.ctx, config_version=new.config_version
+                )
+        log.info("config %d in effect", new.config_version)
 
     def _handle(self, camera_id: str, frame: Frame, dets: Detections, detect_ms: float) -> None:
         """Detections of one frame from the batched detector -> that camera's pipeline (made on its first frame)."""
+        if self._next_cfg is not None:
+            self._swap_config()
         pipeline = self.pipelines.get(camera_id)
         if pipeline is None:
             cam = self._cams[camera_id]

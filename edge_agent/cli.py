@@ -18,6 +18,7 @@ from edge_agent.config import AgentConfig, ConfigError, load_config
 
 EXIT_CONFIG = 2
 EXIT_ASSET = 3
+EXIT_RESTART = 75  # a remote config needs a restart (EX_TEMPFAIL; systemd Restart= starts us again)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,9 +101,25 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(args, cfg, DetectorError)
 
     from edge_agent.agent import Agent
+    from edge_agent.contract import Topics
+    from edge_agent.enroll import EnrollError, apply_credentials, load_credentials
+    from edge_agent.remote_config import RemoteConfig, RemoteConfigListener
+    from edge_agent.status import state_dir
+
+    folder = state_dir(cfg)
+    try:
+        creds = load_credentials(folder)
+    except EnrollError as err:
+        print(f"streetwatch-agent: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    if creds is not None:
+        cfg = apply_credentials(cfg, creds)  # enrolled node id and MQTT user; secrets into this process's env
+    remote = RemoteConfig(
+        cfg, folder, base_dir=args.config.resolve().parent
+    )  # last good remote config if newer
 
     try:
-        agent = Agent(cfg, realtime=False if args.fast else None)
+        agent = Agent(remote.current, realtime=False if args.fast else None)
     except (DetectorError, CaptureError) as err:
         print(f"streetwatch-agent: {err}", file=sys.stderr)
         return EXIT_ASSET
@@ -114,9 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("edge_agent").info("signal %d: stopping", signum)
         agent.stop_event.set()
 
+    remote.on_change = agent.apply_config
+    RemoteConfigListener(remote, Topics(cfg.topic_prefix), cfg.node_id).attach(agent.publisher.client)
+
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    return agent.run()
+    code = agent.run()
+    return EXIT_RESTART if agent.restart_requested else code
 
 
 def _replay(args: argparse.Namespace, cfg: AgentConfig, detector_error: type[Exception]) -> int:
