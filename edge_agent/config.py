@@ -239,6 +239,13 @@ class ModelConfig(_Strict):
     threads: int = Field(
         default=0, ge=0, le=64, description="onnxruntime intra-op threads (0: runtime default)."
     )
+    providers: list[str] = Field(
+        default=["CPUExecutionProvider"],
+        min_length=1,
+        description="onnxruntime execution providers in order of preference, e.g. [CUDAExecutionProvider, "
+        "CPUExecutionProvider]; ['auto'] picks the best installed one (TensorRT, CUDA, OpenVINO, then CPU). A "
+        "provider that is named but not installed is refused at start.",
+    )
     merge_classes: list[list[str]] = Field(
         default=[["car", "truck", "bus"]],
         description="Groups of look-alike classes: overlapping boxes within a group are one object (a van "

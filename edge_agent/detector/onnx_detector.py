@@ -24,6 +24,27 @@ from edge_agent.types import Detections, FloatArray, Image, IntArray
 
 FETCH_HINT = "python scripts/fetch_assets.py --mirror <dir>"
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+# Preference for ``providers: [auto]``. The int8-dynamic models' ConvInteger nodes run on the CPU provider only;
+# onnxruntime places them there by itself, so CPU always stays last in the list as the fallback.
+AUTO_ORDER = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+def resolve_providers(wanted: list[str], available: Sequence[str]) -> list[str]:
+    """``["auto"]`` -> the installed providers in ``AUTO_ORDER``; anything else is taken as given.
+
+    >>> resolve_providers(["auto"], ["CPUExecutionProvider", "CUDAExecutionProvider"])
+    ['CUDAExecutionProvider', 'CPUExecutionProvider']
+    >>> resolve_providers(["CPUExecutionProvider"], ["CPUExecutionProvider"])
+    ['CPUExecutionProvider']
+    """
+    if wanted == ["auto"]:
+        return [p for p in AUTO_ORDER if p in available]
+    return wanted
 
 
 class DetectorError(RuntimeError):
@@ -104,7 +125,7 @@ class OnnxDetector:
         # Hash the very bytes that are loaded, so the reported hash cannot differ from the running model.
         self._sha256 = hashlib.sha256(data).hexdigest()
         self._path = path
-        self._session = self._open_session(data, path, config.threads, providers)
+        self._session = self._open_session(data, path, config.threads, providers or config.providers)
 
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or not outputs:
@@ -144,8 +165,8 @@ class OnnxDetector:
     def _open_session(
         data: bytes, path: Path, threads: int, providers: Sequence[str] | None
     ) -> ort.InferenceSession:
-        wanted = list(providers) if providers else list(DEFAULT_PROVIDERS)
         available = ort.get_available_providers()
+        wanted = resolve_providers(list(providers) if providers else list(DEFAULT_PROVIDERS), available)
         missing = [p for p in wanted if p not in available]
         if missing:
             raise DetectorError(

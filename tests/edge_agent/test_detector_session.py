@@ -199,3 +199,20 @@ def test_unavailable_provider_is_named(monkeypatch, model_file):
     install(monkeypatch, [1, 3, 640, 640])
     with pytest.raises(DetectorError, match=r"\['NoSuchExecutionProvider'\] are not available"):
         OnnxDetector(ModelConfig(path=model_file), providers=["NoSuchExecutionProvider"])
+
+
+def test_providers_from_config_auto_and_refusal() -> None:
+    import onnxruntime as ort
+
+    from edge_agent.config import ModelConfig
+    from edge_agent.detector.onnx_detector import DetectorError, OnnxDetector, resolve_providers
+    from tests.paths import MODEL_640
+
+    assert resolve_providers(["auto"], ort.get_available_providers())[-1] == "CPUExecutionProvider"
+    det = OnnxDetector(ModelConfig(path=MODEL_640, providers=["auto"]))
+    assert det._session.get_providers()[-1] == "CPUExecutionProvider"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(DetectorError, match=r"CUDAExecutionProvider.*not available"):
+            OnnxDetector(
+                ModelConfig(path=MODEL_640, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+            )
