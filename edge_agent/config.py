@@ -82,11 +82,12 @@ class CaptureConfig(_Strict):
     """How one camera is read (``edge_agent/capture_reader.py``): evidence ring, reconnects, stall watchdog."""
 
     ring_seconds: float = Field(
-        default=4.0,
+        default=0.0,
         ge=0.0,
         le=30.0,
-        description="Seconds of recent frames kept for pre-roll evidence clips (0: none). Memory: seconds x "
-        "ring_fps x frame bytes, e.g. 4 s x 5 fps x 6.2 MB (1080p BGR) = 124 MB per camera.",
+        description="Seconds of raw recent frames the reader keeps (0: none, the default). Evidence clips use "
+        "the recorder's JPEG ring (evidence.pre_roll_s), ~30x smaller; this raw ring costs seconds x ring_fps x "
+        "frame bytes, e.g. 4 s x 5 fps x 6.2 MB (1080p BGR) = 124 MB per camera.",
     )
     ring_fps: float = Field(
         default=5.0, gt=0.0, le=30.0, description="Frames per second kept in the ring (a subsample)."

@@ -143,7 +143,8 @@ def test_realtime_replay_never_waits_for_the_consumer_and_counts_unseen() -> Non
         with lock:
             clock.advance(s)
 
-    reader = CameraReader("cam-1", str(TOKYO), realtime=True, clock=clock, sleep=sleep)
+    settings = CaptureConfig(ring_seconds=4.0, ring_fps=5.0)  # the raw ring is off by default; on here
+    reader = CameraReader("cam-1", str(TOKYO), settings, realtime=True, clock=clock, sleep=sleep)
     assert reader.mode is ReaderMode.LATEST
     reader.start()
     try:
