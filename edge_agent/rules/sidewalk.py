@@ -10,13 +10,13 @@ track from raising a second event soon after the first.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edge_agent.contract import EventType
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.rules.incidents import IncidentBook
-from edge_agent.rules.motion import VehicleMemory, carried_persons
+from edge_agent.rules.motion import VehicleMemory
+from edge_agent.rules.pertrack import PerTrackRule
 from edge_agent.rules.ruleconfig import SidewalkVehicleRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.schedule import ScheduleGate
@@ -32,7 +32,7 @@ class _State:
     vehicle: VehicleMemory = field(default_factory=VehicleMemory)
 
 
-class SidewalkVehicleRule:
+class SidewalkVehicleRule(PerTrackRule):
     """Raise ``sidewalk_vehicle`` for vehicles standing or riding on one sidewalk zone.
 
     >>> import numpy as np
@@ -51,7 +51,7 @@ class SidewalkVehicleRule:
         self.zone_id: str = cfg.zone
         self._zone = ZoneShape(scene.zone(cfg.zone).polygon, scene.frame_size)
         self._classes = frozenset(cfg.classes)
-        self._carried: frozenset[int] = frozenset()  # riders on a motorcycle track this frame
+        self._riders_on = cfg.riders.enabled
         self._book = IncidentBook(
             cfg.id,
             cfg.zone,
@@ -64,25 +64,6 @@ class SidewalkVehicleRule:
         self._states: TrackStates[_State] = TrackStates(
             lambda: _State(Debounced(cfg.inertia_frames)), max(_FORGET_AFTER_S, cfg.end_grace_s)
         )
-
-    @property
-    def tracked_count(self) -> int:
-        return len(self._states)
-
-    def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
-        out = self._book.begin(now)
-        self._carried = carried_persons(tracks, self._classes)
-        for track in tracks:
-            if track.time_since_update > 0:
-                continue
-            if track.label not in self._classes and not (self.cfg.riders.enabled and track.label == "person"):
-                continue
-            finding = self._observe(track, now)
-            if finding is not None:
-                out.append(finding)
-        out += self._book.finish(now)
-        self._states.prune(now, keep=lambda tid: self._book.is_open(f"track-{tid}"))
-        return out
 
     def _observe(self, track: Track, now: float) -> Finding | None:
         st, gap = self._states.observe(track.track_id, now)

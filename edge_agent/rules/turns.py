@@ -13,13 +13,13 @@ Persons moving at riding speed count as motorbikes (see ``motion``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edge_agent.contract import EventType
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.rules.incidents import IncidentBook
-from edge_agent.rules.motion import VehicleMemory, carried_persons
+from edge_agent.rules.motion import VehicleMemory
+from edge_agent.rules.pertrack import PerTrackRule
 from edge_agent.rules.ruleconfig import IllegalTurnRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.schedule import ScheduleGate
@@ -35,7 +35,7 @@ class _State:
     last_in: dict[str, float] = field(default_factory=dict)  # zone -> last time confirmed inside
 
 
-class IllegalTurnRule:
+class IllegalTurnRule(PerTrackRule):
     """Raise ``illegal_turn`` for forbidden entry -> exit zone movements."""
 
     def __init__(self, cfg: IllegalTurnRuleConfig, scene: Scene) -> None:
@@ -48,7 +48,7 @@ class IllegalTurnRule:
         for p in cfg.forbidden:
             self._pairs_to.setdefault(p.to_zone, []).append(p.from_zone)
         self._classes = frozenset(cfg.classes)
-        self._carried: frozenset[int] = frozenset()  # riders on a motorcycle track this frame
+        self._riders_on = cfg.riders.enabled
         self._book = IncidentBook(
             cfg.id,
             self.zone_id,
@@ -60,25 +60,6 @@ class IllegalTurnRule:
         self._states: TrackStates[_State] = TrackStates(
             lambda: _State({z: Debounced(cfg.inertia_frames) for z in ids}), max(60.0, cfg.max_transit_s)
         )
-
-    @property
-    def tracked_count(self) -> int:
-        return len(self._states)
-
-    def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
-        out = self._book.begin(now)
-        self._carried = carried_persons(tracks, self._classes)
-        for track in tracks:
-            if track.time_since_update > 0:
-                continue
-            if track.label not in self._classes and not (self.cfg.riders.enabled and track.label == "person"):
-                continue
-            finding = self._observe(track, now)
-            if finding is not None:
-                out.append(finding)
-        out += self._book.finish(now)
-        self._states.prune(now, keep=lambda tid: self._book.is_open(f"track-{tid}"))
-        return out
 
     def _observe(self, track: Track, now: float) -> Finding | None:
         st, gap = self._states.observe(track.track_id, now)

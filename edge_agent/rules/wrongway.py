@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +24,8 @@ import numpy as np
 from edge_agent.contract import EventType
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.rules.incidents import IncidentBook
-from edge_agent.rules.motion import Sample, VehicleMemory, carried_persons
+from edge_agent.rules.motion import Sample, VehicleMemory
+from edge_agent.rules.pertrack import PerTrackRule
 from edge_agent.rules.ruleconfig import WrongWayRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.sceneconfig import direction_vector
@@ -45,7 +45,7 @@ class _State:
     last_t: float = -math.inf  # newest history time already consumed
 
 
-class WrongWayRule:
+class WrongWayRule(PerTrackRule):
     """Raise ``wrong_way`` for road users moving against one lane zone's direction."""
 
     def __init__(self, cfg: WrongWayRuleConfig, scene: Scene) -> None:
@@ -60,7 +60,7 @@ class WrongWayRule:
         self._min_px = cfg.min_distance * scene.width
         self._cos_max = math.cos(math.radians(cfg.max_angle_deg))
         self._classes = frozenset(cfg.classes)
-        self._carried: frozenset[int] = frozenset()  # riders on a motorcycle track this frame
+        self._riders_on = cfg.riders.enabled
         self._book = IncidentBook(
             cfg.id,
             cfg.zone,
@@ -72,25 +72,6 @@ class WrongWayRule:
         self._states: TrackStates[_State] = TrackStates(
             lambda: _State(Debounced(cfg.inertia_frames)), max(_FORGET_AFTER_S, cfg.window_s)
         )
-
-    @property
-    def tracked_count(self) -> int:
-        return len(self._states)
-
-    def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
-        out = self._book.begin(now)
-        self._carried = carried_persons(tracks, self._classes)
-        for track in tracks:
-            if track.time_since_update > 0:
-                continue
-            if track.label not in self._classes and not (self.cfg.riders.enabled and track.label == "person"):
-                continue
-            finding = self._observe(track, now)
-            if finding is not None:
-                out.append(finding)
-        out += self._book.finish(now)
-        self._states.prune(now, keep=lambda tid: self._book.is_open(f"track-{tid}"))
-        return out
 
     def _observe(self, track: Track, now: float) -> Finding | None:
         st, gap = self._states.observe(track.track_id, now)
