@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Final
 
 from edge_agent.contract import Topics
-from edge_agent.statefile import write_atomic
+from edge_agent.node.statefile import write_atomic
 
 log = logging.getLogger(__name__)
 

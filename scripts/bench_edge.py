@@ -228,7 +228,7 @@ class _Sink:
 def _sink_publisher(cfg: Any, model_ref: Any, sink: _Sink) -> Any:
     """A real ``Publisher`` (outbox, stats: everything the agent's health probe reads) that never connects:
     ``start`` does nothing and submitted events go to ``sink`` instead of the spool."""
-    from edge_agent.publisher import Publisher
+    from edge_agent.delivery.publisher import Publisher
 
     class SinkPublisher(Publisher):
         def start(self) -> None:
@@ -297,10 +297,10 @@ class _Harness:
     """An ``Agent`` with timed readers, a timed detector call, timed trackers/rules and a counting sink."""
 
     def __init__(self, cfg: Any) -> None:
-        from edge_agent.agent import Agent
-        from edge_agent.capture import open_capture
-        from edge_agent.capture_reader import CameraReader, CaptureSet, FrameSignal
-        from edge_agent.detect_loop import DetectLoop
+        from edge_agent.capture.reader import CameraReader, CaptureSet, FrameSignal
+        from edge_agent.capture.sources import open_capture
+        from edge_agent.node.agent import Agent
+        from edge_agent.pipeline.detect_loop import DetectLoop
 
         self.probe = probe = _Probe()
         self.agent = agent = Agent(cfg)
@@ -405,13 +405,13 @@ class _Harness:
 
 
 def _offer(name: str) -> Any:
-    from edge_agent.scheduler import Offer
+    from edge_agent.capture.scheduler import Offer
 
     return Offer[name]
 
 
 def _drop(name: str) -> Any:
-    from edge_agent.scheduler import Drop
+    from edge_agent.capture.scheduler import Drop
 
     return Drop[name]
 
@@ -517,7 +517,7 @@ def _bare_check(h: _Harness, batches: list[_Batch], max_frames: int) -> dict[str
     import numpy as np
     import onnxruntime as ort
 
-    from edge_agent.detector.preprocess import letterbox, letterbox_batch
+    from edge_agent.perception.detector.preprocess import letterbox, letterbox_batch
 
     det = h.agent.detector
     wanted = math.ceil(max_frames / statistics.mean(x.images for x in batches))

@@ -5,7 +5,7 @@ car/truck/bus merge) on frames sampled at ``--fps`` by frame time like the sched
 detections are cached as .npz under ``--cache``. Every tracker gets exactly those detections with the frame
 times:
 
-- ours: ``edge_agent.tracker.ByteTracker`` with its defaults (the agent's tracker);
+- ours: ``edge_agent.perception.tracker.ByteTracker`` with its defaults (the agent's tracker);
 - ``trackers-default``: the ``trackers`` package's ``ByteTrackTracker`` as a user gets it (frame rate set);
 - ``trackers-tuned``: the same with our thresholds (0.25 high / new track, lost tracks kept 3 s);
 - ``ultralytics``: Ultralytics' ``BYTETracker`` with its ``bytetrack.yaml`` (what ``model.track`` uses).
@@ -101,7 +101,7 @@ def detect_clip(clip: Path, model: Path, fps: float, max_seconds: float | None, 
     import cv2
 
     from edge_agent.config import ModelConfig
-    from edge_agent.detector.onnx_detector import OnnxDetector
+    from edge_agent.perception.detector.onnx_detector import OnnxDetector
 
     detector = OnnxDetector(ModelConfig(path=model))
     cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
@@ -170,7 +170,7 @@ class TrackOutput:
 
 
 def run_ours(data: Any) -> TrackOutput:
-    from edge_agent.tracker import ByteTracker
+    from edge_agent.perception.tracker import ByteTracker
     from edge_agent.types import Detections
 
     names = tuple(str(n) for n in data["names"])

@@ -75,7 +75,7 @@ def main() -> int:
             return 1
         print(f"demo: starting the agent on {config.name} ...", flush=True)
         agent = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "edge_agent.node.cli", "run", "--config", str(config)],
             cwd=ROOT,
             env=env,
             preexec_fn=os.setpgrp,

@@ -26,8 +26,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_agent.config import ModelConfig
-from edge_agent.detector.evaluation import DetectionEvaluator, EvalResult, F64Array
-from edge_agent.detector.onnx_detector import OnnxDetector, StageTiming
+from edge_agent.perception.detector.evaluation import DetectionEvaluator, EvalResult, F64Array
+from edge_agent.perception.detector.onnx_detector import OnnxDetector, StageTiming
 from edge_agent.types import Image, IntArray
 
 STREET_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")

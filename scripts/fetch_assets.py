@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_agent.assets import MIRROR_ENV, AssetError, export_official, fetch, load_manifest  # noqa: E402
+from edge_agent.node.assets import MIRROR_ENV, AssetError, export_official, fetch, load_manifest  # noqa: E402
 
 DEMO_VIDEO = "tokyo_omotesando_street_sidewalk_960x540.mp4"
 

@@ -26,9 +26,9 @@ from types import FrameType
 
 from edge_agent.config import load_config
 from edge_agent.contract import Event, EventType, EvidenceKind, ModelRef, Phase, utcnow, uuid7
-from edge_agent.delivery import Item, MessageClass
-from edge_agent.evidence import EvidenceFile, EvidenceStore
-from edge_agent.publisher import Publisher
+from edge_agent.delivery.items import Item, MessageClass
+from edge_agent.delivery.publisher import Publisher
+from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 
 MODEL = ModelRef(name="loadgen.onnx", sha256="0" * 64)
 

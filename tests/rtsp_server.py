@@ -11,7 +11,7 @@ gstreamer1.0-plugins-good (qtdemux, rtph264pay) gstreamer1.0-plugins-bad (h264pa
 
 It prints ``READY rtsp://127.0.0.1:PORT/PATH`` once it listens and exits cleanly on SIGTERM or SIGINT;
 ``--check`` only verifies the GStreamer pieces (exit 0). The test-side fixture (start, stop, restart on the same
-port, freeze with SIGSTOP) lives in ``tests/edge_agent/test_capture_rtsp.py``; this file imports nothing from
+port, freeze with SIGSTOP) lives in ``tests/edge_agent/capture/test_capture_rtsp.py``; this file imports nothing from
 the project.
 """
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from edge_agent.capture import (
+from edge_agent.capture.sources import (
     CaptureError,
     CaptureStats,
     Opener,

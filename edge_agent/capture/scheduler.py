@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
+from edge_agent.capture.motion import MotionDetector
 from edge_agent.config import AgentConfig, CameraConfig, MotionConfig
-from edge_agent.motion import MotionDetector
 from edge_agent.types import Frame
 
 log = logging.getLogger(__name__)

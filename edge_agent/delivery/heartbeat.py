@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from edge_agent.contract import CameraHealth, Heartbeat, OutboxHealth, utcnow
-from edge_agent.delivery import OutboxStats
+from edge_agent.delivery.items import OutboxStats
 
 THERMAL_ROOT: Final = Path("/sys/class/thermal")
 # Zone types that are the CPU/SoC on Raspberry Pi (cpu-thermal), Jetson (CPU-therm) and x86 (x86_pkg_temp).

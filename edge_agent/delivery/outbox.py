@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from edge_agent.delivery import (
+from edge_agent.delivery.items import (
     DropReason,
     Item,
     Message,

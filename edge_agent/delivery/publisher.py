@@ -1,6 +1,6 @@
 """Deliver events to central through the durable outbox: evidence over HTTP first, then the event over MQTT.
 
-``submit`` only writes to the outbox (``edge_agent/outbox.py``) and returns; three threads do the rest:
+``submit`` only writes to the outbox (``edge_agent/delivery/outbox.py``) and returns; three threads do the rest:
 
 * the **uploader** sends spooled evidence to central, throttled, snapshots before clips (``uploader.py``);
 * the **sender** publishes every message whose evidence central accepted, at QoS 1, keeping at most
@@ -33,7 +33,8 @@ import paho.mqtt.client as mqtt
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
 from edge_agent.contract import Event, ModelRef, Topics
-from edge_agent.delivery import (
+from edge_agent.delivery.heartbeat import CameraSample, HeartbeatBuilder
+from edge_agent.delivery.items import (
     DeliveryStats,
     DropReason,
     Item,
@@ -43,11 +44,10 @@ from edge_agent.delivery import (
     final_payload,
     outbox_path,
 )
-from edge_agent.evidence import EvidenceFile
-from edge_agent.heartbeat import CameraSample, HeartbeatBuilder
-from edge_agent.outbox import Outbox
-from edge_agent.session import MqttSession
-from edge_agent.uploader import EvidenceUploader
+from edge_agent.delivery.outbox import Outbox
+from edge_agent.delivery.session import MqttSession
+from edge_agent.delivery.uploader import EvidenceUploader
+from edge_agent.evidence.snapshot import EvidenceFile
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
 from edge_agent.contract import ModelRef, NodeState, NodeStatus, Topics, utcnow
-from edge_agent.delivery import Backoff, DeliveryStats
+from edge_agent.delivery.items import Backoff, DeliveryStats
 
 log = logging.getLogger(__name__)
 

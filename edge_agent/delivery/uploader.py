@@ -31,8 +31,8 @@ from typing import BinaryIO, Final
 
 import httpx
 
-from edge_agent.delivery import DropReason, TokenBucket, Upload, UploadStats
-from edge_agent.outbox import Outbox
+from edge_agent.delivery.items import DropReason, TokenBucket, Upload, UploadStats
+from edge_agent.delivery.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.clips import ClipEncoder, ClipFrame, ClipRing
 from edge_agent.config import EvidenceConfig
 from edge_agent.contract import EvidenceKind
-from edge_agent.evidence import EvidenceFile, EvidenceStore, annotate, encode_jpeg
+from edge_agent.evidence.clips import ClipEncoder, ClipFrame, ClipRing
+from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore, annotate, encode_jpeg
 from edge_agent.rules.base import Finding
 from edge_agent.types import FloatArray, Frame, Image
 

@@ -9,19 +9,21 @@ import threading
 import time
 from datetime import datetime
 
-from edge_agent.capture_reader import CaptureSet, ReaderMode
-from edge_agent.clips import ClipEncoder
+from edge_agent import __version__
+from edge_agent.capture.reader import CaptureSet, ReaderMode
+from edge_agent.capture.scheduler import DetectScheduler
 from edge_agent.config import AgentConfig
 from edge_agent.contract import Event, ModelRef, utcnow
-from edge_agent.detect_loop import DetectLoop
-from edge_agent.detector.onnx_detector import OnnxDetector
-from edge_agent.events import Context
-from edge_agent.evidence import EvidenceFile, EvidenceStore
-from edge_agent.health import HealthServices
-from edge_agent.heartbeat import CameraSample, LatencyWindow
-from edge_agent.pipeline import CameraPipeline
-from edge_agent.publisher import Publisher
-from edge_agent.scheduler import DetectScheduler
+from edge_agent.delivery.heartbeat import CameraSample, LatencyWindow
+from edge_agent.delivery.publisher import Publisher
+from edge_agent.evidence.clips import ClipEncoder
+from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
+from edge_agent.node.health import HealthServices
+from edge_agent.node.probe import LiveSources, Probe
+from edge_agent.perception.detector.onnx_detector import OnnxDetector
+from edge_agent.pipeline.camera import CameraPipeline, PipelineStats
+from edge_agent.pipeline.detect_loop import DetectLoop
+from edge_agent.pipeline.events import Context
 from edge_agent.types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -166,7 +168,10 @@ class Agent:
         worker = threading.Thread(target=self._detect_loop, name="detector", daemon=True)
         worker.start()
         self.worker = worker
-        health = HealthServices.for_agent(self)  # /metrics, /healthz, status.json, systemd READY/WATCHDOG
+        # /metrics, /healthz, status.json, systemd READY/WATCHDOG: all read one Probe over this agent's live objects
+        health = HealthServices(
+            Probe(self.live_sources(), camera_down_s=self.cfg.state.camera_down_s), self.cfg
+        )
         health.start()
         log.info(
             "agent %s running %d camera(s) with %s (%s), batches of up to %d",
@@ -237,4 +242,32 @@ class Agent:
             d.publish_retries,
             self.publisher.pending,
             "connected" if d.connected else "disconnected",
+        )
+
+    def live_sources(self) -> LiveSources:
+        """The live objects the health endpoints read; handed over as callables so health never imports the agent."""
+
+        def pipeline(camera_id: str) -> PipelineStats | None:
+            p = self.pipelines.get(camera_id)
+            return None if p is None else p.stats
+
+        def alive() -> bool:
+            return self.worker is not None and self.worker.is_alive()
+
+        return LiveSources(
+            node_id=self.cfg.node_id,
+            software=__version__,
+            model=self.model_ref,
+            config_version=self.cfg.config_version,
+            started=self.started,
+            started_wall=time.time() - (time.monotonic() - self.started),
+            cameras=self.captures.health,
+            scheduler=self.scheduler.counters,
+            pipeline=pipeline,
+            latency=self.latency.get,
+            delivery=self.publisher.stats,
+            outbox=self.publisher.outbox.stats,
+            loop=self.loop.stats,
+            loop_alive=alive,
+            last_event_at=lambda: self.last_event_at,
         )

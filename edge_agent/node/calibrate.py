@@ -4,7 +4,7 @@ Pick four (or more) points on the road surface that you can measure: lane-markin
 line, kerb corners. Give their image positions (normalized 0..1, or pixels with ``--pixels``) and their ground
 positions in metres in any flat frame (e.g. x across the road, y along it)::
 
-    python -m edge_agent.calibrate \\
+    python -m edge_agent.node.calibrate \\
         --image 0.30,0.60 0.70,0.60 0.90,0.95 0.10,0.95 \\
         --world 0,0 7,0 7,20 0,20 \\
         --distance 0.5,0.6 0.5,0.95 \\
@@ -56,7 +56,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m edge_agent.calibrate",
+        prog="python -m edge_agent.node.calibrate",
         description="Ground-plane homography from point pairs: check it and print the config snippet.",
     )
     p.add_argument("--image", nargs="+", required=True, metavar="X,Y", help="image points (normalized 0..1)")

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from edge_agent import __version__
-from edge_agent.capture import CaptureError, VideoSource
+from edge_agent.capture.sources import CaptureError, VideoSource
 from edge_agent.config import AgentConfig, ConfigError, load_config
 
 EXIT_CONFIG = 2
@@ -63,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upload drowns the agent's own
     if args.command == "enroll":  # no config needed
-        from edge_agent.enroll import run_enroll
+        from edge_agent.node.enroll import run_enroll
 
         return run_enroll(args.central, args.token, args.node_name, args.state_dir, args.force)
     if args.command == "status":  # reads the status file only: works while the agent runs
-        from edge_agent.status import status_command
+        from edge_agent.node.status import status_command
 
         return status_command(args.config, args.state_dir, as_json=args.json)
     try:
@@ -77,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
 
     # Imported here so `check` of a broken config answers fast and without onnxruntime.
-    from edge_agent.detector.onnx_detector import DetectorError
+    from edge_agent.perception.detector.onnx_detector import DetectorError
 
     if args.command == "check":
         try:
-            from edge_agent.detector.onnx_detector import OnnxDetector
+            from edge_agent.perception.detector.onnx_detector import OnnxDetector
 
             det = OnnxDetector(cfg.model)
             for c in cfg.cameras:
@@ -100,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         return _replay(args, cfg, DetectorError)
 
-    from edge_agent.agent import Agent
     from edge_agent.contract import Topics
-    from edge_agent.enroll import EnrollError, apply_credentials, load_credentials
-    from edge_agent.remote_config import RemoteConfig, RemoteConfigListener
-    from edge_agent.status import state_dir
+    from edge_agent.node.agent import Agent
+    from edge_agent.node.enroll import EnrollError, apply_credentials, load_credentials
+    from edge_agent.node.remote_config import RemoteConfig, RemoteConfigListener
+    from edge_agent.node.status import state_dir
 
     folder = state_dir(cfg)
     try:
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _replay(args: argparse.Namespace, cfg: AgentConfig, detector_error: type[Exception]) -> int:
-    from edge_agent.replay import replay
+    from edge_agent.pipeline.replay import replay
 
     cams = {c.id: c for c in cfg.cameras}
     camera = cams.get(args.camera) if args.camera else cfg.cameras[0]

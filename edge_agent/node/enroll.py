@@ -29,13 +29,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, Val
 
 from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.contract import Identifier, utcnow
-from edge_agent.statefile import write_atomic
+from edge_agent.node.statefile import write_atomic
 
 log = logging.getLogger(__name__)
 
 CREDENTIALS_FILE: Final = "credentials.json"
-MQTT_PASSWORD_ENV: Final = "STREETWATCH_MQTT_PASSWORD"  # read by edge_agent/session.py
-NODE_TOKEN_ENV: Final = "STREETWATCH_NODE_TOKEN"  # read by edge_agent/publisher.py
+MQTT_PASSWORD_ENV: Final = "STREETWATCH_MQTT_PASSWORD"  # read by edge_agent/delivery/session.py
+NODE_TOKEN_ENV: Final = "STREETWATCH_NODE_TOKEN"  # read by edge_agent/delivery/publisher.py
 ENROLL_PATH: Final = "/api/v1/enroll"
 HTTP_TIMEOUT_S: Final = 15.0
 
@@ -193,7 +193,7 @@ def _detail(response: httpx.Response) -> str:
 
 def run_enroll(central: str, token: str, node_name: str, state_dir: Path | None, force: bool) -> int:
     """The ``enroll`` subcommand: 0 enrolled, 1 refused or failed (the reason on stderr)."""
-    from edge_agent.status import resolve_state_dir  # the agent's one notion of its state folder
+    from edge_agent.node.status import resolve_state_dir  # the agent's one notion of its state folder
 
     if token == "-":
         token = sys.stdin.readline().strip()  # keeps the token out of the shell history and `ps`

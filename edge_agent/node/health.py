@@ -18,17 +18,21 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from edge_agent.config import AgentConfig
 from edge_agent.contract import utcnow
-from edge_agent.metrics import MetricsServer
-from edge_agent.probe import LiveSources, Probe
-from edge_agent.sdnotify import Notifier
-from edge_agent.status import STATUS_FILE, AgentStatus, CameraStatus, DeliveryStatus, state_dir, write_status
-
-if TYPE_CHECKING:
-    from edge_agent.agent import Agent
+from edge_agent.node.metrics import MetricsServer
+from edge_agent.node.probe import Probe
+from edge_agent.node.sdnotify import Notifier
+from edge_agent.node.status import (
+    STATUS_FILE,
+    AgentStatus,
+    CameraStatus,
+    DeliveryStatus,
+    state_dir,
+    write_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +66,6 @@ class HealthServices:
         if self.notifier.watchdog_s is not None:  # ping at least twice per watchdog interval
             period = min(period, self.notifier.watchdog_s / 2)
         self.period_s = max(0.1, period)
-
-    @classmethod
-    def for_agent(cls, agent: Agent) -> HealthServices:
-        probe = Probe(LiveSources.from_agent(agent), camera_down_s=agent.cfg.state.camera_down_s)
-        return cls(probe, agent.cfg)
 
     def start(self) -> None:
         m = self.cfg.metrics

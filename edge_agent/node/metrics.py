@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-from edge_agent.probe import CameraReading, Probe, process_cpu_seconds, process_rss_bytes
+from edge_agent.node.probe import CameraReading, Probe, process_cpu_seconds, process_rss_bytes
 
 log = logging.getLogger(__name__)
 

@@ -19,17 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from edge_agent import __version__
 from edge_agent.contract import ModelRef
 
 if TYPE_CHECKING:
-    from edge_agent.agent import Agent
-    from edge_agent.capture_reader import CaptureHealth
-    from edge_agent.delivery import DeliveryStats, OutboxStats
-    from edge_agent.detect_loop import LoopStats
-    from edge_agent.heartbeat import LatencyWindow
-    from edge_agent.pipeline import PipelineStats
-    from edge_agent.scheduler import CameraCounters
+    from edge_agent.capture.reader import CaptureHealth
+    from edge_agent.capture.scheduler import CameraCounters
+    from edge_agent.delivery.heartbeat import LatencyWindow
+    from edge_agent.delivery.items import DeliveryStats, OutboxStats
+    from edge_agent.pipeline.camera import PipelineStats
+    from edge_agent.pipeline.detect_loop import LoopStats
 
 # A detector loop that completes no batch this long while cameras deliver frames is hung (a stuck native call):
 # motion gating still detects every ``motion.refresh_s`` (at most 60 s), so a healthy loop is never this idle.
@@ -72,33 +70,6 @@ class LiveSources:
     loop_alive: Callable[[], bool]
     last_event_at: Callable[[], datetime | None]
     clock: Callable[[], float] = time.monotonic
-
-    @classmethod
-    def from_agent(cls, agent: Agent) -> LiveSources:
-        def pipeline(camera_id: str) -> PipelineStats | None:
-            p = agent.pipelines.get(camera_id)
-            return None if p is None else p.stats
-
-        def alive() -> bool:
-            return agent.worker is not None and agent.worker.is_alive()
-
-        return cls(
-            node_id=agent.cfg.node_id,
-            software=__version__,
-            model=agent.model_ref,
-            config_version=agent.cfg.config_version,
-            started=agent.started,
-            started_wall=time.time() - (time.monotonic() - agent.started),
-            cameras=agent.captures.health,
-            scheduler=agent.scheduler.counters,
-            pipeline=pipeline,
-            latency=agent.latency.get,
-            delivery=agent.publisher.stats,
-            outbox=agent.publisher.outbox.stats,
-            loop=agent.loop.stats,
-            loop_alive=alive,
-            last_event_at=lambda: agent.last_event_at,
-        )
 
 
 @dataclass(frozen=True, slots=True)

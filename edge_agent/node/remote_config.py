@@ -39,7 +39,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import AgentConfig, ConfigError, parse_config
 from edge_agent.contract import ConfigApplied, Topics, utcnow
-from edge_agent.statefile import commit, write_temp
+from edge_agent.node.statefile import commit, write_temp
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from edge_agent.config import AgentConfig, ConfigError, load_config
 from edge_agent.contract import utcnow
-from edge_agent.delivery import outbox_path
+from edge_agent.delivery.items import outbox_path
 
 SCHEMA: Final = "streetwatch.agent-status/1"
 STATUS_FILE: Final = "status.json"

@@ -13,17 +13,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge_agent.clips import ClipEncoder
 from edge_agent.config import CameraConfig, EvidenceConfig
 from edge_agent.contract import Event, Phase
-from edge_agent.events import Context, EventBuilder
-from edge_agent.evidence import EvidenceFile, EvidenceStore
+from edge_agent.evidence.clips import ClipEncoder
+from edge_agent.evidence.recorder import EvidenceRecorder
+from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.geometry import scale
-from edge_agent.recorder import EvidenceRecorder
+from edge_agent.perception.tracker import ByteTracker
+from edge_agent.pipeline.events import Context, EventBuilder
 from edge_agent.rules.base import Finding, Rule
 from edge_agent.rules.registry import build_rule_set
 from edge_agent.rules.schedule import FrameClock, WallClock
-from edge_agent.tracker import ByteTracker
 from edge_agent.types import Detections, Frame, Image, Track
 
 log = logging.getLogger(__name__)

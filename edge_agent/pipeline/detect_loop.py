@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge_agent.capture_reader import CaptureSet, ReaderMode
-from edge_agent.scheduler import DetectScheduler
+from edge_agent.capture.reader import CaptureSet, ReaderMode
+from edge_agent.capture.scheduler import DetectScheduler
 from edge_agent.types import Detections, Frame, Image
 
 log = logging.getLogger(__name__)

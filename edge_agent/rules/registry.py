@@ -4,17 +4,19 @@ agent pushes external signal messages into the ``ExternalSignalFeed`` ones)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from edge_agent.config import CameraConfig
 from edge_agent.rules.base import Rule
 from edge_agent.rules.encroachment import EncroachmentRule
 from edge_agent.rules.gathering import GatheringRule
 from edge_agent.rules.homography import GroundPlane
 from edge_agent.rules.overload import MotorbikeOverloadRule
 from edge_agent.rules.redlight import RedLightRule
+from edge_agent.rules.ruleconfig import RuleConfig
 from edge_agent.rules.scene import Scene
+from edge_agent.rules.sceneconfig import GroundPlaneConfig, LineConfig, SignalConfig, ZoneConfig
 from edge_agent.rules.schedule import WallClock
 from edge_agent.rules.sidewalk import SidewalkVehicleRule
 from edge_agent.rules.signal import ColourSignal, ExternalSignalFeed, SignalSource
@@ -23,6 +25,22 @@ from edge_agent.rules.stopping import IllegalStoppingRule
 from edge_agent.rules.turns import IllegalTurnRule
 from edge_agent.rules.wrongway import WrongWayRule
 from edge_agent.types import Frame
+
+
+class CameraScene(Protocol):
+    """What the rules need of a camera's config (``edge_agent.config.CameraConfig`` has it): the rules package
+    depends on its own config models only, never on the node's config."""
+
+    @property
+    def zones(self) -> Sequence[ZoneConfig]: ...
+    @property
+    def lines(self) -> Sequence[LineConfig]: ...
+    @property
+    def signals(self) -> Sequence[SignalConfig]: ...
+    @property
+    def ground_plane(self) -> GroundPlaneConfig | None: ...
+    @property
+    def rules(self) -> Sequence[RuleConfig]: ...
 
 
 class FrameInput(Protocol):
@@ -38,7 +56,7 @@ class RuleSet:
     signals: dict[str, SignalSource] = field(default_factory=dict)
 
 
-def build_rule_set(cam: CameraConfig, frame_size: tuple[int, int], clock: WallClock) -> RuleSet:
+def build_rule_set(cam: CameraScene, frame_size: tuple[int, int], clock: WallClock) -> RuleSet:
     """``clock`` maps monotonic seconds to UTC (schedules, external signal messages)."""
     out = RuleSet()
     for sc in cam.signals:

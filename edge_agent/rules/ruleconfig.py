@@ -7,7 +7,7 @@ no ground plane is calibrated.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -391,3 +391,18 @@ class GatheringRuleConfig(RuleBase):
     end_grace_s: float = _end_grace(10.0)
     update_interval_s: float = _update_interval(60.0)
     cooldown_s: float = _cooldown(300.0)
+
+
+# One camera's rule list holds any of these, told apart by ``type``.
+RuleConfig = Annotated[
+    IllegalStoppingRuleConfig
+    | SidewalkVehicleRuleConfig
+    | WrongWayRuleConfig
+    | RedLightRuleConfig
+    | SpeedingRuleConfig
+    | IllegalTurnRuleConfig
+    | MotorbikeOverloadRuleConfig
+    | EncroachmentRuleConfig
+    | GatheringRuleConfig,
+    Field(discriminator="type"),
+]

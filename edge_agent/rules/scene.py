@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from edge_agent.config import ZoneConfig
 from edge_agent.rules.homography import GroundPlane
-from edge_agent.rules.sceneconfig import LineConfig
+from edge_agent.rules.sceneconfig import LineConfig, ZoneConfig
 from edge_agent.rules.schedule import WallClock
 from edge_agent.rules.signal import SignalSource
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge_agent.contract import Identifier
+from edge_agent.geometry import polygon_area, self_intersection
 
 DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -74,6 +75,30 @@ def _check_in_frame(points: Any) -> None:
     for i, (x, y) in enumerate(points):
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             raise ValueError(f"point {i} ({x}, {y}) lies outside the frame; use normalized 0..1")
+
+
+class ZoneConfig(Strict):
+    """A named polygon of the scene (no-stopping area, sidewalk, lane); rules refer to it by id."""
+
+    id: Identifier = Field(description="Zone id, unique within the camera.")
+    name: str = Field(default="", max_length=128, description="Human name shown to officers.")
+    polygon: list[NormPoint] = Field(min_length=3, max_length=64, description="Vertices, normalized 0..1.")
+    direction: Direction | None = Field(
+        default=None, description="Allowed travel direction on screen (lane zones; wrong-way needs it)."
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _valid_polygon(cls, pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for i, (x, y) in enumerate(pts):
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"vertex {i} ({x}, {y}) lies outside the frame; use normalized 0..1")
+        crossing = self_intersection(pts)
+        if crossing is not None:
+            raise ValueError(f"polygon is self-intersecting: edges {crossing[0]} and {crossing[1]} cross")
+        if polygon_area(pts) < 1e-6:
+            raise ValueError("polygon has no area (collinear or repeated vertices)")
+        return pts
 
 
 class LineConfig(Strict):
@@ -248,7 +273,7 @@ def _collinear_triple(points: list[tuple[float, float]], tol: float) -> tuple[in
 class GroundPlaneConfig(Strict):
     """Image points on the road and where they are on the ground, in metres: the homography for speeds.
 
-    Compute and check it with ``python -m edge_agent.calibrate``.
+    Compute and check it with ``python -m edge_agent.node.calibrate``.
     """
 
     image: list[NormPoint] = Field(

@@ -22,11 +22,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge_agent.config import ZoneConfig
 from edge_agent.contract import EventType, Phase
 from edge_agent.geometry import Point, point_in_polygon, scale
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.rules.ruleconfig import IllegalStoppingRuleConfig
+from edge_agent.rules.sceneconfig import ZoneConfig
 from edge_agent.rules.schedule import ScheduleGate, WallClock
 from edge_agent.types import Track
 
@@ -63,7 +63,8 @@ class _State:
 class IllegalStoppingRule:
     """Raise ``illegal_stopping`` for vehicles parked in one zone; one instance per (rule, zone, camera).
 
-    >>> from edge_agent.config import IllegalStoppingRuleConfig, ZoneConfig
+    >>> from edge_agent.config import ZoneConfig
+    >>> from edge_agent.rules.ruleconfig import IllegalStoppingRuleConfig
     >>> import numpy as np
     >>> cfg = IllegalStoppingRuleConfig(type="illegal_stopping", id="r1", zone="z1", min_dwell_s=10)
     >>> zone = ZoneConfig(id="z1", polygon=[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)])

@@ -46,7 +46,7 @@ def check_camera_references(
                 if not has_ground_plane:
                     raise ValueError(
                         f"camera {camera_id}: rule {rule.id} needs the camera's ground_plane (calibrate it with "
-                        "python -m edge_agent.calibrate)"
+                        "python -m edge_agent.node.calibrate)"
                     )
                 continue
             if ref not in known[kind]:

@@ -3,7 +3,7 @@
 Static quantization fixes every activation's range from what the calibration frames produce, so those frames
 should look like what the model will see in service: the site's clips or live streams, not a stock dataset.
 Frames are spread evenly over each file (a clip's first seconds alone would under-represent the scene), and
-letterboxed with the detector's own :func:`~edge_agent.detector.preprocess.letterbox`, because a calibration
+letterboxed with the detector's own :func:`~edge_agent.perception.detector.preprocess.letterbox`, because a calibration
 that saw differently scaled or padded inputs would fit the wrong ranges.
 """
 
@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from edge_agent.capture import SourceKind, open_capture, source_kind
-from edge_agent.detector.preprocess import letterbox
+from edge_agent.capture.sources import SourceKind, open_capture, source_kind
+from edge_agent.perception.detector.preprocess import letterbox
 from edge_agent.types import FloatArray, Image
 from models.tooling import ToolingError
 

@@ -2,7 +2,7 @@
 
 Generated models are never committed, and their bytes depend on the onnxruntime version and the calibration
 frames, so they do not belong in ``models/manifest.yaml`` (whose hashes must hold everywhere). Each entry is
-validated against the same :class:`~edge_agent.assets.ModelEntry` schema, so an entry can be moved into the
+validated against the same :class:`~edge_agent.node.assets.ModelEntry` schema, so an entry can be moved into the
 main manifest unchanged once its file is published to the mirror; ``url`` stays empty until then.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from edge_agent.assets import AssetError, Manifest, ModelEntry, load_manifest, sha256_file
+from edge_agent.node.assets import AssetError, Manifest, ModelEntry, load_manifest, sha256_file
 from models.tooling import ToolingError
 
 HEADER = (

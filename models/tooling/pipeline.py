@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edge_agent.assets import ModelEntry, sha256_file
-from edge_agent.detector.preprocess import letterbox
+from edge_agent.node.assets import ModelEntry, sha256_file
+from edge_agent.perception.detector.preprocess import letterbox
 from edge_agent.types import FloatArray, Image
 from models.tooling import manifest
 from models.tooling.batch import input_size, make_batch_dynamic, max_batch_deviation

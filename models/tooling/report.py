@@ -25,8 +25,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_agent.config import ModelConfig
-from edge_agent.detector.evaluation import EvalResult
-from edge_agent.detector.onnx_detector import OnnxDetector
+from edge_agent.perception.detector.evaluation import EvalResult
+from edge_agent.perception.detector.onnx_detector import OnnxDetector
 from edge_agent.types import Image
 from models.tooling import ToolingError
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_agent.enroll import NodeCredentials, credentials_path
+from edge_agent.node.enroll import NodeCredentials, credentials_path
 from tests.conftest import wait_until
 from tests.e2e.test_acl_support import (
     CENTRAL_PASSWORD,

@@ -19,8 +19,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import AgentConfig, parse_config
-from edge_agent.enroll import NodeCredentials, apply_credentials
-from edge_agent.remote_config import CONFIG_FILE, RemoteConfig, RemoteConfigListener
+from edge_agent.node.enroll import NodeCredentials, apply_credentials
+from edge_agent.node.remote_config import CONFIG_FILE, RemoteConfig, RemoteConfigListener
 from tests.conftest import wait_until
 from tests.e2e.test_acl_support import (
     CENTRAL_PASSWORD,

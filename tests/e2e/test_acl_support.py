@@ -28,7 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from central.broker_auth import render_acl_file, render_password_file, stable_hash
 from edge_agent.contract import Topics
-from edge_agent.enroll import NodeCredentials, load_credentials
+from edge_agent.node.enroll import NodeCredentials, load_credentials
 from tests.conftest import find_mosquitto, free_port, wait_for_port, wait_until
 from tests.paths import ROOT
 
@@ -172,7 +172,7 @@ def cli_enroll(central: CentralProcess, admin: httpx.Client, name: str, state: P
     token = admin.post("/api/v1/enrollment-tokens").json()["token"]
     args = ["--central", central.url, "--token", "-", "--node-name", name, "--state-dir", str(state)]
     done = subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "enroll", *args],
+        [sys.executable, "-m", "edge_agent.node.cli", "enroll", *args],
         cwd=ROOT,
         input=token + "\n",
         capture_output=True,

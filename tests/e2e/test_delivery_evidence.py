@@ -16,8 +16,8 @@ import pytest
 
 from edge_agent.config import load_config
 from edge_agent.contract import EvidenceKind
-from edge_agent.evidence import EvidenceStore
-from edge_agent.publisher import Publisher
+from edge_agent.delivery.publisher import Publisher
+from edge_agent.evidence.snapshot import EvidenceStore
 from tests.central.factories import make_event
 from tests.conftest import free_port, wait_until
 from tests.e2e.test_delivery_support import node_config, running_broker

@@ -110,7 +110,7 @@ def run_agent(tmp: Path, central: Central) -> subprocess.CompletedProcess[str]:
     path.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, STREETWATCH_NODE_TOKEN=NODE_TOKEN)
     return subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(path)],
+        [sys.executable, "-m", "edge_agent.node.cli", "run", "--config", str(path)],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -80,7 +80,7 @@ def test_push_is_applied_live_and_a_bad_push_keeps_the_good_config(mosquitto: An
     watcher.loop_start()
     log = (tmp_path / "agent.log").open("wb")
     agent = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg_path)],
+        [sys.executable, "-m", "edge_agent.node.cli", "run", "--config", str(cfg_path)],
         cwd=ROOT, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -44,7 +44,7 @@ from edge_agent.contract import (
     Topics,
     uuid7,
 )
-from edge_agent.evidence import annotate, encode_jpeg
+from edge_agent.evidence.snapshot import annotate, encode_jpeg
 from tests.conftest import free_port, wait_until
 from tests.paths import ROOT, TOKYO
 

@@ -8,8 +8,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from edge_agent.config import ModelConfig
-from edge_agent.detector.onnx_detector import OnnxDetector
-from edge_agent.detector.preprocess import letterbox_batch
+from edge_agent.perception.detector.onnx_detector import OnnxDetector
+from edge_agent.perception.detector.preprocess import letterbox_batch
 from models.tooling import ToolingError
 from models.tooling.batch import batch_is_dynamic, make_batch_dynamic, max_batch_deviation
 from models.tooling.graph import run, save_model, session

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_agent.detector.preprocess import letterbox
+from edge_agent.perception.detector.preprocess import letterbox
 from models.tooling import ToolingError
 from models.tooling.dequantize import dequantize_dynamic
 from models.tooling.graph import metadata, run, session

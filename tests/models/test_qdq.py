@@ -12,10 +12,10 @@ import onnx
 import pytest
 import yaml
 
-from edge_agent.assets import ModelEntry, sha256_file
 from edge_agent.config import ModelConfig
-from edge_agent.detector.onnx_detector import OnnxDetector
-from edge_agent.detector.postprocess import box_iou
+from edge_agent.node.assets import ModelEntry, sha256_file
+from edge_agent.perception.detector.onnx_detector import OnnxDetector
+from edge_agent.perception.detector.postprocess import box_iou
 from models.tooling.pipeline import Options, Outcome, run_job
 from models.tooling.report import write_section
 from models.tooling.summary import console, markdown

@@ -80,7 +80,7 @@ def test_write_section_keeps_other_sections(tmp_path):
 
 
 def test_opset_upgrade_for_per_channel_qdq_changes_nothing(dequantized_320, coco128):
-    from edge_agent.detector.preprocess import letterbox
+    from edge_agent.perception.detector.preprocess import letterbox
     from models.tooling.graph import ai_onnx_opset, run, session
     from models.tooling.qdq import ensure_qdq_opset
     from tests.models.conftest import IMAGES, read_image

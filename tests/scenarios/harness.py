@@ -32,17 +32,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge_agent.capture import VideoSource
+from edge_agent.capture.sources import VideoSource
 from edge_agent.config import CameraConfig, EvidenceConfig, ModelConfig
 from edge_agent.contract import Event, EventType, ModelRef, Phase
-from edge_agent.detector.onnx_detector import OnnxDetector
-from edge_agent.events import Context
-from edge_agent.evidence import EvidenceFile, EvidenceStore
+from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.geometry import point_in_polygon, scale
-from edge_agent.pipeline import CameraPipeline
+from edge_agent.perception.detector.onnx_detector import OnnxDetector
+from edge_agent.perception.tracker import ByteTracker
+from edge_agent.pipeline.camera import CameraPipeline
+from edge_agent.pipeline.events import Context
 from edge_agent.rules.motion import is_rider, on_motorcycle, speed_hps
 from edge_agent.rules.ruleconfig import RiderConfig
-from edge_agent.tracker import ByteTracker
 from edge_agent.types import Detections, Frame
 from tests.paths import ASSETS, MODEL_640
 

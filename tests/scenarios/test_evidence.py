@@ -15,7 +15,7 @@ import pytest
 
 from edge_agent.config import EvidenceConfig
 from edge_agent.contract import EvidenceKind, Phase
-from edge_agent.evidence import ZONE_COLOUR, EvidenceFile
+from edge_agent.evidence.snapshot import ZONE_COLOUR, EvidenceFile
 from edge_agent.geometry import scale
 from tests.scenarios.harness import DetectionCache, Run, Scenario, load_scenarios, run_scenario
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.detector.postprocess import box_iou
+from edge_agent.perception.detector.postprocess import box_iou
 
 IOU_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)

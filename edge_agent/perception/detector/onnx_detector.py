@@ -17,9 +17,9 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_agent.config import ModelConfig
-from edge_agent.detector.merge import merge_class_groups
-from edge_agent.detector.postprocess import decode
-from edge_agent.detector.preprocess import PAD_VALUE, letterbox, letterbox_batch
+from edge_agent.perception.detector.merge import merge_class_groups
+from edge_agent.perception.detector.postprocess import decode
+from edge_agent.perception.detector.preprocess import PAD_VALUE, letterbox, letterbox_batch
 from edge_agent.types import Detections, FloatArray, Image, IntArray
 
 FETCH_HINT = "python scripts/fetch_assets.py --mirror <dir>"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.detector.preprocess import LetterboxMeta, from_letterbox
+from edge_agent.perception.detector.preprocess import LetterboxMeta, from_letterbox
 from edge_agent.types import Detections, FloatArray, IntArray
 
 MAX_DET = 300

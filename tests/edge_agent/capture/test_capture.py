@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.capture import CaptureError, VideoSource
+from edge_agent.capture.sources import CaptureError, VideoSource
 from tests.paths import TOKYO
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.capture import Backoff, CaptureError, SourceKind, SourceState
-from edge_agent.capture_reader import CameraReader, CaptureSet, ReaderMode
+from edge_agent.capture.reader import CameraReader, CaptureSet, ReaderMode
+from edge_agent.capture.sources import Backoff, CaptureError, SourceKind, SourceState
 from edge_agent.config import CameraConfig, CaptureConfig
 from tests.conftest import wait_until
 from tests.paths import TOKYO

@@ -21,7 +21,7 @@ from typing import ClassVar
 import cv2
 import pytest
 
-from edge_agent.capture_reader import CameraReader, CaptureSet
+from edge_agent.capture.reader import CameraReader, CaptureSet
 from edge_agent.config import CaptureConfig
 from tests.conftest import free_port, wait_for_port, wait_until
 from tests.paths import ROOT, TOKYO

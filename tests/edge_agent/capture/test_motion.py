@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_agent.capture.motion import MotionDetector, build_mask
 from edge_agent.config import MotionConfig
-from edge_agent.motion import MotionDetector, build_mask
 
 H, W = 360, 640
 

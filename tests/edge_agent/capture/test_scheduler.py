@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from edge_agent.capture.scheduler import CameraPlan, DetectScheduler, Drop, Offer, Reason
 from edge_agent.config import AgentConfig, CameraConfig, ModelConfig, MotionConfig, SchedulerConfig
-from edge_agent.scheduler import CameraPlan, DetectScheduler, Drop, Offer, Reason
 from edge_agent.types import Frame
 
 STILL = np.full((90, 160, 3), 100, np.uint8)

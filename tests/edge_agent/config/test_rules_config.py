@@ -12,7 +12,7 @@ from edge_agent.classes import COCO80, check_classes
 from edge_agent.config import ConfigError, parse_config
 from edge_agent.rules.registry import build_rule_set
 from edge_agent.rules.schedule import fixed_clock
-from tests.edge_agent.rulekit import LOCAL_MIDNIGHT_MON
+from tests.edge_agent.rules.rulekit import LOCAL_MIDNIGHT_MON
 from tests.paths import ROOT
 
 # A Hai Phong-style intersection camera with every rule (coordinates are illustrative).

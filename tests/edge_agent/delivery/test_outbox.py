@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.delivery import (
+from edge_agent.delivery.items import (
     Backoff,
     DropReason,
     Item,
@@ -19,7 +19,7 @@ from edge_agent.delivery import (
     UploadSpec,
     backoff_delay,
 )
-from edge_agent.outbox import Outbox, OutboxError
+from edge_agent.delivery.outbox import Outbox, OutboxError
 
 V, T = MessageClass.VIOLATION, MessageClass.TELEMETRY
 

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from edge_agent.config import parse_config
 from edge_agent.contract import Event, EvidenceKind, Heartbeat, OutboxHealth
-from edge_agent.delivery import (
+from edge_agent.delivery.heartbeat import CameraSample, HeartbeatBuilder, LatencyWindow, cpu_temperature
+from edge_agent.delivery.items import (
     DropReason,
     Item,
     Message,
@@ -28,11 +29,10 @@ from edge_agent.delivery import (
     UploadSpec,
     final_payload,
 )
-from edge_agent.evidence import EvidenceStore
-from edge_agent.heartbeat import CameraSample, HeartbeatBuilder, LatencyWindow, cpu_temperature
-from edge_agent.outbox import Outbox
-from edge_agent.publisher import Publisher
-from edge_agent.uploader import EvidenceUploader, UploadOutcome
+from edge_agent.delivery.outbox import Outbox
+from edge_agent.delivery.publisher import Publisher
+from edge_agent.delivery.uploader import EvidenceUploader, UploadOutcome
+from edge_agent.evidence.snapshot import EvidenceStore
 from tests.central.factories import MODEL, make_event, snapshot_ref
 
 

@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.capture import VideoSource
-from edge_agent.clips import ClipEncoder, ClipError, ClipRing, encode_mp4
+from edge_agent.capture.sources import VideoSource
 from edge_agent.config import EvidenceConfig
 from edge_agent.contract import EventType, EvidenceKind, Phase
-from edge_agent.evidence import EvidenceStore
-from edge_agent.recorder import EvidenceRecorder, crop
+from edge_agent.evidence.clips import ClipEncoder, ClipError, ClipRing, encode_mp4
+from edge_agent.evidence.recorder import EvidenceRecorder, crop
+from edge_agent.evidence.snapshot import EvidenceStore
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.types import Frame
 from tests.conftest import wait_until

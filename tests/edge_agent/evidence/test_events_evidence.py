@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edge_agent.contract import EventType, EvidenceKind, ModelRef, Phase
-from edge_agent.events import Context, EventBuilder
-from edge_agent.evidence import EvidenceStore, annotate, encode_jpeg
+from edge_agent.evidence.snapshot import EvidenceStore, annotate, encode_jpeg
+from edge_agent.pipeline.events import Context, EventBuilder
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.types import Frame
 

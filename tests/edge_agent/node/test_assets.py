@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.assets import AssetError, fetch, install_file, load_manifest, sha256_file
+from edge_agent.node.assets import AssetError, fetch, install_file, load_manifest, sha256_file
 from tests.paths import ASSETS, ROOT
 
 MANIFEST = ROOT / "models" / "manifest.yaml"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import cli
 from edge_agent.config import parse_config
-from edge_agent.enroll import (
+from edge_agent.node import cli
+from edge_agent.node.enroll import (
     MQTT_PASSWORD_ENV,
     NODE_TOKEN_ENV,
     EnrollError,
@@ -87,7 +87,7 @@ def test_the_enrolled_identity_wins_over_the_config_file() -> None:
 
 
 def test_the_env_names_are_the_ones_the_session_and_uploader_read() -> None:
-    from edge_agent import publisher, session
+    from edge_agent.delivery import publisher, session
 
     assert (MQTT_PASSWORD_ENV, NODE_TOKEN_ENV) == (session.MQTT_PASSWORD_ENV, publisher.NODE_TOKEN_ENV)
 

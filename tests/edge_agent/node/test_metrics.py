@@ -11,11 +11,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge_agent.capture_reader import CaptureHealth
-from edge_agent.metrics import CONTENT_TYPE, Exposition, MetricsServer, escape_label_value, render_metrics
-from edge_agent.probe import Probe
+from edge_agent.capture.reader import CaptureHealth
+from edge_agent.node.metrics import (
+    CONTENT_TYPE,
+    Exposition,
+    MetricsServer,
+    escape_label_value,
+    render_metrics,
+)
+from edge_agent.node.probe import Probe
 from tests.conftest import free_port
-from tests.edge_agent.test_metrics_support import SHA, Live, Scrape, busy_live, cam_health, get, parse
+from tests.edge_agent.node.test_metrics_support import SHA, Live, Scrape, busy_live, cam_health, get, parse
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +271,9 @@ def test_a_busy_port_raises_oserror() -> None:
         first.stop()
 
 
-@pytest.mark.parametrize("name", ["edge_agent.metrics", "edge_agent.sdnotify", "edge_agent.status"])
+@pytest.mark.parametrize(
+    "name", ["edge_agent.node.metrics", "edge_agent.node.sdnotify", "edge_agent.node.status"]
+)
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.failed == 0

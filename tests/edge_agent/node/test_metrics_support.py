@@ -9,14 +9,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from edge_agent.capture_reader import CaptureHealth
+from edge_agent.capture.reader import CaptureHealth
+from edge_agent.capture.scheduler import CameraCounters, Drop, Offer
 from edge_agent.contract import ModelRef
-from edge_agent.delivery import DeliveryStats, MessageClass, OutboxStats, UploadStats
-from edge_agent.detect_loop import LoopStats
-from edge_agent.heartbeat import LatencyWindow
-from edge_agent.pipeline import PipelineStats
-from edge_agent.probe import LiveSources
-from edge_agent.scheduler import CameraCounters, Drop, Offer
+from edge_agent.delivery.heartbeat import LatencyWindow
+from edge_agent.delivery.items import DeliveryStats, MessageClass, OutboxStats, UploadStats
+from edge_agent.node.probe import LiveSources
+from edge_agent.pipeline.camera import PipelineStats
+from edge_agent.pipeline.detect_loop import LoopStats
 
 SHA = "ab" * 32
 

@@ -13,7 +13,7 @@ import yaml
 
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.contract import ConfigApplied
-from edge_agent.remote_config import CONFIG_FILE, LOCAL_FIELDS, REMOTE_FIELDS, RemoteConfig
+from edge_agent.node.remote_config import CONFIG_FILE, LOCAL_FIELDS, REMOTE_FIELDS, RemoteConfig
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 KERB = [[0.10, 0.96], [0.25, 0.96], [0.385, 0.62], [0.33, 0.62]]

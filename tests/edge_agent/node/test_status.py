@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_agent import status as status_mod
-from edge_agent.cli import main
 from edge_agent.config import parse_config
-from edge_agent.health import HealthServices
-from edge_agent.probe import Probe
-from edge_agent.sdnotify import Notifier
-from edge_agent.status import (
+from edge_agent.node import status as status_mod
+from edge_agent.node.cli import main
+from edge_agent.node.health import HealthServices
+from edge_agent.node.probe import Probe
+from edge_agent.node.sdnotify import Notifier
+from edge_agent.node.status import (
     STATUS_FILE,
     AgentStatus,
     CameraStatus,
@@ -31,7 +31,7 @@ from edge_agent.status import (
     write_status,
 )
 from tests.conftest import free_port
-from tests.edge_agent.test_metrics_support import Live, cam_health
+from tests.edge_agent.node.test_metrics_support import Live, cam_health
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 

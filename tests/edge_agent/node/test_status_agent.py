@@ -16,13 +16,17 @@ import pytest
 import yaml
 
 from tests.conftest import free_port, wait_until
-from tests.edge_agent.test_metrics_support import get, parse
+from tests.edge_agent.node.test_metrics_support import get, parse
 from tests.paths import MODEL_640, ROOT, TOKYO
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "edge_agent.node.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -57,7 +61,16 @@ def test_agent_reports_to_systemd_prometheus_and_the_technician(
     )
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent.cli", "--log-level", "WARNING", "run", "--config", str(config)],
+        [
+            sys.executable,
+            "-m",
+            "edge_agent.node.cli",
+            "--log-level",
+            "WARNING",
+            "run",
+            "--config",
+            str(config),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

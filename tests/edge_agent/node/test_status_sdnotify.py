@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import parse_config
-from edge_agent.health import HealthServices
-from edge_agent.probe import Probe
-from edge_agent.sdnotify import Notifier
-from tests.edge_agent.test_metrics_support import Live, cam_health
+from edge_agent.node.health import HealthServices
+from edge_agent.node.probe import Probe
+from edge_agent.node.sdnotify import Notifier
+from tests.edge_agent.node.test_metrics_support import Live, cam_health
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.detector.evaluation import (
+from edge_agent.perception.detector.evaluation import (
     IOU_THRESHOLDS,
     DetectionEvaluator,
     EvalResult,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.detector.merge import merge_class_groups
+from edge_agent.perception.detector.merge import merge_class_groups
 from edge_agent.types import Detections
 
 CAR, MOTO, BUS, TRUCK, PERSON = 2, 3, 5, 7, 0

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.detector.postprocess import (
+from edge_agent.perception.detector.postprocess import (
     MAX_DET,
     batched_nms_offset,
     batched_nms_per_class,
@@ -16,7 +16,7 @@ from edge_agent.detector.postprocess import (
     decode,
     nms,
 )
-from edge_agent.detector.preprocess import (
+from edge_agent.perception.detector.preprocess import (
     PAD_VALUE,
     LetterboxMeta,
     from_letterbox,

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from edge_agent.config import ModelConfig
-from edge_agent.detector.onnx_detector import DetectorError, OnnxDetector
-from edge_agent.detector.postprocess import box_iou
+from edge_agent.perception.detector.onnx_detector import DetectorError, OnnxDetector
+from edge_agent.perception.detector.postprocess import box_iou
 from tests.paths import ASSETS
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEFAULT_MODEL = "yolo11n_coco_640_int8dyn.onnx"
 DEFAULT_MODEL_SHA256 = "81d6d2affeb367e3a535ce4fcf5891ebf9cc562fac0a0da019bbc5e1bcc46d44"  # PROVENANCE.md §1
 STREET = {"person": 0, "car": 2, "motorcycle": 3, "bus": 5}

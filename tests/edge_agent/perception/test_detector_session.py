@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 
 from edge_agent.config import ModelConfig
-from edge_agent.detector.onnx_detector import DetectorError, OnnxDetector
+from edge_agent.perception.detector.onnx_detector import DetectorError, OnnxDetector
 
 COCO_NAMES = "{" + ", ".join(f"{i}: 'c{i}'" for i in range(80)) + "}"
 
@@ -205,7 +205,7 @@ def test_providers_from_config_auto_and_refusal() -> None:
     import onnxruntime as ort
 
     from edge_agent.config import ModelConfig
-    from edge_agent.detector.onnx_detector import DetectorError, OnnxDetector, resolve_providers
+    from edge_agent.perception.detector.onnx_detector import DetectorError, OnnxDetector, resolve_providers
     from tests.paths import MODEL_640
 
     assert resolve_providers(["auto"], ort.get_available_providers())[-1] == "CPUExecutionProvider"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.tracker import ByteTracker
+from edge_agent.perception.tracker import ByteTracker
 from edge_agent.types import Detections
 
 NAMES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from edge_agent.capture_reader import CameraReader, CaptureSet, FrameSignal
+from edge_agent.capture.reader import CameraReader, CaptureSet, FrameSignal
+from edge_agent.capture.scheduler import CameraPlan, DetectScheduler, Drop, Offer, Reason
 from edge_agent.config import CaptureConfig, MotionConfig
-from edge_agent.detect_loop import DetectLoop
-from edge_agent.scheduler import CameraPlan, DetectScheduler, Drop, Offer, Reason
+from edge_agent.pipeline.detect_loop import DetectLoop
 from edge_agent.types import Detections, Frame, Image
 from tests.paths import ASSETS, TOKYO
 

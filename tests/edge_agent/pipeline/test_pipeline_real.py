@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.capture import VideoSource
+from edge_agent.capture.sources import VideoSource
 from edge_agent.config import load_config
 from edge_agent.contract import Event, ModelRef, Phase
-from edge_agent.detector.onnx_detector import OnnxDetector
-from edge_agent.events import Context
-from edge_agent.evidence import EvidenceFile, EvidenceStore
-from edge_agent.pipeline import CameraPipeline
+from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
+from edge_agent.perception.detector.onnx_detector import OnnxDetector
+from edge_agent.pipeline.camera import CameraPipeline
+from edge_agent.pipeline.events import Context
 from tests.paths import MODEL_640, ROOT, TOKYO
 
 

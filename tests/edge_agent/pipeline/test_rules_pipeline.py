@@ -12,9 +12,9 @@ import pytest
 
 from edge_agent.config import CameraConfig
 from edge_agent.contract import Event, EventType, ModelRef, Phase
-from edge_agent.events import Context
-from edge_agent.evidence import EvidenceFile, EvidenceStore
-from edge_agent.pipeline import CameraPipeline, build_rules
+from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
+from edge_agent.pipeline.camera import CameraPipeline, build_rules
+from edge_agent.pipeline.events import Context
 from edge_agent.rules.signal import ColourSignal, ExternalSignalFeed, SignalState
 from edge_agent.types import Detections, Frame, Image
 

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.calibrate import main
+from edge_agent.node.calibrate import main
 from edge_agent.rules.homography import GroundPlane
 from edge_agent.rules.sceneconfig import GroundPlaneConfig
 

@@ -13,7 +13,7 @@ from edge_agent.rules.encroachment import EncroachmentRule
 from edge_agent.rules.ruleconfig import EncroachmentRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.types import Frame, Track
-from tests.edge_agent.rulekit import Mover, frames, zone
+from tests.edge_agent.rules.rulekit import Mover, frames, zone
 
 FW, FH = 640, 360
 # Sidewalk: x 0..320, y 180..360 (the bottom-left quarter): 57 600 px^2.

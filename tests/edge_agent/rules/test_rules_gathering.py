@@ -15,7 +15,7 @@ from edge_agent.rules.gathering import GatheringRule, groups
 from edge_agent.rules.ruleconfig import GatheringRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.types import Track
-from tests.edge_agent.rulekit import H, Mover, W, frames, zone
+from tests.edge_agent.rules.rulekit import H, Mover, W, frames, zone
 
 SQUARE = zone("square", [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)])
 

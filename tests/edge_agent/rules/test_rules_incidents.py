@@ -12,7 +12,7 @@ from edge_agent.rules.incidents import IncidentBook
 from edge_agent.rules.sceneconfig import ScheduleConfig
 from edge_agent.rules.schedule import ScheduleGate, fixed_clock
 from edge_agent.rules.zonestate import Debounced, TrackStates, ZoneShape
-from tests.edge_agent.rulekit import LOCAL_MIDNIGHT_MON, frames
+from tests.edge_agent.rules.rulekit import LOCAL_MIDNIGHT_MON, frames
 
 OBJ = (TrackSnapshot(1, "car", 0.9, np.array([0, 0, 10, 10], np.float32)),)
 

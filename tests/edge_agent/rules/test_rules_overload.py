@@ -11,7 +11,7 @@ from edge_agent.rules.overload import MotorbikeOverloadRule
 from edge_agent.rules.ruleconfig import MotorbikeOverloadRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.types import Track
-from tests.edge_agent.rulekit import H, Mover, W, frames, zone
+from tests.edge_agent.rules.rulekit import H, Mover, W, frames, zone
 from tests.paths import COCO128
 
 ROAD = zone("road", [(0.0, 0.3), (1.0, 0.3), (1.0, 1.0), (0.0, 1.0)])

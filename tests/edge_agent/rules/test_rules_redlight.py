@@ -15,7 +15,7 @@ from edge_agent.rules.sceneconfig import ExternalSignalConfig, LineConfig
 from edge_agent.rules.schedule import fixed_clock
 from edge_agent.rules.signal import ExternalSignalFeed, SignalState
 from edge_agent.types import Frame
-from tests.edge_agent.rulekit import LOCAL_MIDNIGHT_MON, H, Mover, W, frames, phases
+from tests.edge_agent.rules.rulekit import LOCAL_MIDNIGHT_MON, H, Mover, W, frames, phases
 
 R, A, G, U = SignalState.RED, SignalState.AMBER, SignalState.GREEN, SignalState.UNKNOWN
 # Stop line across the middle of the frame (y = 540 px, x 384..1536); traffic drives up into the junction.

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from edge_agent.rules.sceneconfig import ScheduleConfig
 from edge_agent.rules.schedule import FrameClock, ScheduleGate, fixed_clock, is_active
 from edge_agent.types import Frame
-from tests.edge_agent.rulekit import LOCAL_MIDNIGHT_MON
+from tests.edge_agent.rules.rulekit import LOCAL_MIDNIGHT_MON
 
 
 def sched(*windows: tuple[str, str, list[str] | None], tz: str = "Asia/Ho_Chi_Minh") -> ScheduleConfig:

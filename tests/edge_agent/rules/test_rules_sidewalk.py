@@ -10,7 +10,7 @@ from edge_agent.rules.ruleconfig import SidewalkVehicleRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.schedule import fixed_clock
 from edge_agent.rules.sidewalk import SidewalkVehicleRule
-from tests.edge_agent.rulekit import DT, LOCAL_MIDNIGHT_MON, H, Mover, W, frames, phases, zone
+from tests.edge_agent.rules.rulekit import DT, LOCAL_MIDNIGHT_MON, H, Mover, W, frames, phases, zone
 
 # Pixels: x 0..576, y 540..1080 (the left third of the bottom half).
 WALK = zone("walk", [(0.0, 0.5), (0.3, 0.5), (0.3, 1.0), (0.0, 1.0)])

@@ -11,7 +11,7 @@ from edge_agent.rules.homography import GroundPlane
 from edge_agent.rules.ruleconfig import SpeedingRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.speeding import SpeedingRule
-from tests.edge_agent.rulekit import H, Mover, W, frames, zone
+from tests.edge_agent.rules.rulekit import H, Mover, W, frames, zone
 
 # The surveyed road: a 7 m x 60 m stretch seen in perspective (image pixels of 1920x1080 <-> metres).
 IMAGE_PX = [(816.0, 324.0), (1104.0, 324.0), (1728.0, 1026.0), (192.0, 1026.0)]

@@ -7,13 +7,14 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 
-from edge_agent.config import IllegalStoppingRuleConfig, ZoneConfig
+from edge_agent.config import ZoneConfig
 from edge_agent.contract import EventType, Phase
 from edge_agent.rules.base import Finding
+from edge_agent.rules.ruleconfig import IllegalStoppingRuleConfig
 from edge_agent.rules.schedule import fixed_clock
 from edge_agent.rules.stopping import IllegalStoppingRule
 from edge_agent.types import Track
-from tests.edge_agent.rulekit import LOCAL_MIDNIGHT_MON
+from tests.edge_agent.rules.rulekit import LOCAL_MIDNIGHT_MON
 
 W, H = 1920, 1080
 # Pixels: x 480..1440, y 540..1080 (bottom half, middle half).
@@ -382,7 +383,7 @@ def test_radius_scales_with_frame_width(width, fires):
 
 def test_with_the_tracker_a_parked_car_occluded_by_a_passing_bus_is_one_event():
     """ByteTracker feeding the rule: the bus hides the car for 2 s; the car keeps its id and its event."""
-    from edge_agent.tracker import ByteTracker
+    from edge_agent.perception.tracker import ByteTracker
     from edge_agent.types import Detections
 
     names = ("person", "bicycle", "car", "motorcycle", "bus", "truck")

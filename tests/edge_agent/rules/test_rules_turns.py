@@ -12,7 +12,7 @@ from edge_agent.rules.ruleconfig import IllegalTurnRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.schedule import fixed_clock
 from edge_agent.rules.turns import IllegalTurnRule
-from tests.edge_agent.rulekit import LOCAL_MIDNIGHT_MON, H, Mover, W, frames, zone
+from tests.edge_agent.rules.rulekit import LOCAL_MIDNIGHT_MON, H, Mover, W, frames, zone
 
 ZONES = {
     "south": zone("south", [(0.4, 0.7), (0.6, 0.7), (0.6, 1.0), (0.4, 1.0)]),  # approach, bottom middle

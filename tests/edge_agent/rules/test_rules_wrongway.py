@@ -12,7 +12,7 @@ from edge_agent.rules.base import Finding
 from edge_agent.rules.ruleconfig import WrongWayRuleConfig
 from edge_agent.rules.scene import Scene
 from edge_agent.rules.wrongway import WrongWayRule
-from tests.edge_agent.rulekit import H, Mover, W, frames, phases, zone
+from tests.edge_agent.rules.rulekit import H, Mover, W, frames, phases, zone
 
 # Pixels: x 480..1440, y 216..1080; traffic must drive up the image.
 LANE = zone("lane", [(0.25, 0.2), (0.75, 0.2), (0.75, 1.0), (0.25, 1.0)], direction="up")

@@ -12,7 +12,7 @@ from edge_agent.rules.sceneconfig import ColourSignalConfig, ExternalSignalConfi
 from edge_agent.rules.schedule import fixed_clock
 from edge_agent.rules.signal import ColourSignal, ExternalSignalFeed, Reading, SignalState, classify
 from edge_agent.types import Frame
-from tests.edge_agent.rulekit import LOCAL_MIDNIGHT_MON
+from tests.edge_agent.rules.rulekit import LOCAL_MIDNIGHT_MON
 from tests.paths import ASSETS
 
 R, A, G, U = SignalState.RED, SignalState.AMBER, SignalState.GREEN, SignalState.UNKNOWN
