@@ -32,6 +32,7 @@ from central.evidence import EvidenceStore
 from central.fleet.service import Fleet
 from central.ingest import Ingestor
 from central.mqtt import MqttSubscriber
+from central.mqtt_client import BrokerAddress
 from central.settings import Settings, generate_secret_key
 from central.users import bootstrap_admin
 from edge_agent.contract import Topics, utcnow
@@ -89,17 +90,15 @@ def start_services(central: Central) -> None:
     if settings.mqtt_host is None:
         central.broker = EmbeddedBroker(settings.embedded_mqtt_host, settings.embedded_mqtt_port)
         central.broker.start()
-        host, port = _connect_address(settings.embedded_mqtt_host), settings.embedded_mqtt_port
-    else:
-        host, port = settings.mqtt_host, settings.mqtt_port
+    address = BrokerAddress.of(settings)
     central.subscriber = MqttSubscriber(
         central.ingestor,
         central.topics,
-        host=host,
-        port=port,
-        client_id=settings.effective_mqtt_client_id,
-        username=settings.mqtt_username,
-        password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+        host=address.host,
+        port=address.port,
+        client_id=address.client_id,
+        username=address.username,
+        password=address.password,
         shared_group=settings.mqtt_shared_group,
         session_expiry_s=settings.mqtt_session_expiry_s,
     )
@@ -124,11 +123,6 @@ def stop_services(central: Central) -> None:
             log.exception("stopping the %s failed", name)
     central.subscriber = None
     central.broker = None
-
-
-def _connect_address(bind_host: str) -> str:
-    """Where a local client reaches a broker bound to ``bind_host`` (wildcard binds: via loopback)."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind_host, bind_host)
 
 
 def _session_secret(settings: Settings) -> str:

@@ -1,6 +1,6 @@
-"""Central's MQTT subscriber: receives events and node status and hands each message to the ``Ingestor``.
+"""Central's ingest subscriber: receives events, node status and heartbeats and hands them to the ``Ingestor``.
 
-Durability comes from three choices working together:
+The connection itself is a ``central.mqtt_client.MqttClient``; durability comes from three choices together:
 
 * a stable client id (``central-<hostname>``) with ``clean_session=False``, so the broker keeps central's
   subscriptions and queues QoS 1 messages while central is down or restarting;
@@ -30,28 +30,21 @@ import threading
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from central.ingest import Ingestor
+from central.mqtt_client import DEFAULT_SESSION_EXPIRY_S, BrokerAddress, MqttClient
 from edge_agent.contract import Topics
 
 log = logging.getLogger(__name__)
 
 QOS = 1
-RECONNECT_MIN_S = 1
-RECONNECT_MAX_S = 60
 RETRY_MAX_S = 30.0
 # After this many failed attempts (about 7 s of backoff) a message is dead-lettered, if the database works.
 QUARANTINE_AFTER_ATTEMPTS = 5
-DEFAULT_SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
 class MqttSubscriber:
-    """Subscribes to every node's events and status topics and hands each message to the ingestor."""
+    """Subscribes to every node's events, status and heartbeats and hands each message to the ingestor."""
 
     def __init__(
         self,
@@ -69,156 +62,68 @@ class MqttSubscriber:
         session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
     ) -> None:
         self._ingestor = ingestor
-        self._topics = topics
-        self.host = host
-        self.port = port
-        self.client_id = client_id
-        self._keepalive_s = keepalive_s
         self.shared_group = shared_group
-        self._v5 = shared_group is not None
-        self._session_expiry_s = session_expiry_s
         self._stopping = threading.Event()
         # Waits between ingest retries; returns True when stop() was called (so retries end promptly).
         self._sleep = sleep or self._stopping.wait
-        self._connected = threading.Event()
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=None if self._v5 else False,  # v5: clean_start=False at connect
-            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+        self.client = MqttClient(
+            "ingest",
+            BrokerAddress(host, port, client_id, username, password, keepalive_s),
+            mqtt5=shared_group is not None,
+            session_expiry_s=session_expiry_s,
             manual_ack=True,
         )
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-        self._subscribe_mid: int | None = None
-        self._started = False
+        events = topics.all_events()
+        if shared_group is not None:
+            events = f"$share/{shared_group}/{events}"
+        self.client.subscribe(events, QOS, self.ingest_message)
+        self.client.subscribe(topics.all_status(), QOS, self.ingest_message)
+        self.client.subscribe(topics.all_heartbeats(), 0, self.observe_heartbeat)
+
+    @property
+    def host(self) -> str:
+        return self.client.address.host
+
+    @property
+    def port(self) -> int:
+        return self.client.address.port
+
+    @property
+    def client_id(self) -> str:
+        return self.client.address.client_id
 
     def subscriptions(self) -> list[tuple[str, int]]:
         """(topic filter, QoS): events (shared when a group is set), status and heartbeats (always plain)."""
-        events = self._topics.all_events()
-        if self.shared_group is not None:
-            events = f"$share/{self.shared_group}/{events}"
-        return [(events, QOS), (self._topics.all_status(), QOS), (self._topics.all_heartbeats(), 0)]
+        return self.client.subscriptions
 
     @property
     def connected(self) -> bool:
         """True while connected and subscribed (for /healthz)."""
-        return self._connected.is_set()
+        return self.client.connected
 
     def wait_connected(self, timeout_s: float) -> bool:
         """Block until connected and subscribed (or the timeout passes); for startup checks and tests."""
-        return self._connected.wait(timeout_s)
+        return self.client.wait_connected(timeout_s)
 
     def start(self) -> None:
         """Connect in the background and keep reconnecting; returns at once even if the broker is down."""
-        if self._started:
-            raise RuntimeError("subscriber already started")
-        self._started = True
-        log.info(
-            "MQTT: connecting to %s:%d as %s (%s)",
-            self.host,
-            self.port,
-            self.client_id,
-            f"MQTT 5, shared group {self.shared_group}" if self._v5 else "MQTT 3.1.1",
-        )
-        if self._v5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = self._session_expiry_s
-            self._client.connect_async(
-                self.host, self.port, keepalive=self._keepalive_s, clean_start=False, properties=props
-            )
-        else:
-            self._client.connect_async(self.host, self.port, keepalive=self._keepalive_s)
-        self._client.loop_start()
+        self._stopping.clear()
+        self.client.start()
 
     def stop(self) -> None:
-        """Disconnect cleanly (the broker keeps the persistent session) and join paho's thread."""
-        if not self._started:
-            return
+        """End pending retries, disconnect cleanly (the broker keeps the persistent session)."""
         self._stopping.set()
-        self._client.disconnect()
-        self._client.loop_stop()
-        self._connected.clear()
-        self._started = False
-        log.info("MQTT: subscriber stopped")
+        self.client.stop()
 
-    # -- paho callbacks (run in paho's network thread) ------------------------------------------------------
+    # -- handlers (paho's network thread) -------------------------------------------------------------------
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            log.error("MQTT: connection to %s:%d refused: %s", self.host, self.port, reason_code)
-            return
-        log.info(
-            "MQTT: connected to %s:%d (session %s)",
-            self.host,
-            self.port,
-            "resumed" if flags.session_present else "new",
-        )
-        # Subscribe on every connect: harmless when the session was resumed, needed when it was not.
-        wanted = self.subscriptions()
-        if self._v5:
-            result, mid = client.subscribe([(topic, SubscribeOptions(qos=qos)) for topic, qos in wanted])
-        else:
-            result, mid = client.subscribe(wanted)
-        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            log.error("MQTT: subscribe failed: %s", mqtt.error_string(result))
-            return
-        self._subscribe_mid = mid
+    def observe_heartbeat(self, message: mqtt.MQTTMessage) -> None:
+        """QoS 0 telemetry: nothing to acknowledge, and the next heartbeat supersedes a lost one."""
+        self._ingestor.observe_heartbeat(message.topic, bytes(message.payload))
 
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        if mid != self._subscribe_mid:
-            return
-        refused = [str(code) for code in reason_codes if code.is_failure]
-        if refused:
-            log.error("MQTT: broker refused the subscriptions: %s", ", ".join(refused))
-            return
-        log.info("MQTT: subscribed to %s", ", ".join(topic for topic, _ in self.subscriptions()))
-        self._connected.set()
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._connected.clear()
-        if self._stopping.is_set():
-            log.info("MQTT: disconnected")
-        else:
-            log.warning("MQTT: connection lost (%s); reconnecting with backoff", reason_code)
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        # Any exception escaping a paho callback would kill the network thread, hence the broad handling.
+    def ingest_message(self, message: mqtt.MQTTMessage) -> None:
+        """Ingest with retries; acknowledge only once committed (a dead letter counts as committed)."""
         payload = bytes(message.payload)
-        node = self._topics.node_of(message.topic)
-        if node is not None and message.topic == self._topics.heartbeat(node):
-            # QoS 0 telemetry: nothing to acknowledge, and the next heartbeat supersedes a lost one.
-            try:
-                self._ingestor.observe_heartbeat(message.topic, payload)
-            except Exception:
-                log.exception("MQTT: heartbeat on %s could not be recorded", message.topic)
-            return
         delay = 0.5
         attempt = 0
         while True:
@@ -235,8 +140,7 @@ class MqttSubscriber:
             if self._sleep(delay):
                 return  # stopping: leave it unacknowledged, the broker redelivers after restart
             delay = min(delay * 2, RETRY_MAX_S)
-        if message.qos > 0:
-            client.ack(message.mid, message.qos)
+        self.client.ack(message)
 
     def _quarantine(self, topic: str, payload: bytes, attempts: int, exc: Exception) -> bool:
         """Dead-letter a message that keeps failing so one poison message cannot block all ingest.

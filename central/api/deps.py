@@ -1,4 +1,4 @@
-"""FastAPI dependencies (``Annotated`` aliases): the shared context, a database session, the logged-in user.
+"""FastAPI dependencies (``Annotated`` aliases): the shared context, the fleet, a database session, the user.
 
 Pages and the JSON API share one session-cookie login but fail differently: an API call without a login gets
 ``401`` JSON, a page request is redirected to ``/login`` (``LoginRequiredError`` is turned into that
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from central.context import Central
 from central.db.models import UserRow
 from central.fleet.enrollment import node_of_token
+from central.fleet.service import Fleet
 from central.security import bearer_token, token_matches
 
 SESSION_USER_KEY = "user"
@@ -48,6 +49,13 @@ def get_central(request: Request) -> Central:
 
 
 CentralDep = Annotated[Central, Depends(get_central)]
+
+
+def get_fleet(request: Request) -> Fleet:
+    return cast(Fleet, request.app.state.fleet)
+
+
+FleetDep = Annotated[Fleet, Depends(get_fleet)]
 
 
 def get_db(central: CentralDep) -> Iterator[Session]:

@@ -11,9 +11,21 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from central.api.deps import CentralDep
+from central.api.deps import CentralDep, FleetDep
 
 router = APIRouter(tags=["health"])
+
+# Counters of each MQTT connection (``central.mqtt_client.ClientStats``), labelled by client (ingest, fleet).
+CLIENT_COUNTERS = [
+    ("connects", "Successful connections to the broker."),
+    ("connection_losses", "Connections lost (paho reconnects with backoff)."),
+    ("refusals", "Connections or subscriptions the broker refused."),
+    ("messages", "Messages received."),
+    ("handler_errors", "Received messages whose handler raised."),
+    ("unrouted", "Received messages that matched no handler."),
+    ("published", "Messages published and acknowledged by the broker."),
+    ("publish_failures", "Publishes that did not reach the broker."),
+]
 
 
 @router.get("/healthz")
@@ -40,7 +52,7 @@ def healthz(central: CentralDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(central: CentralDep) -> str:
+def metrics(central: CentralDep, fleet: FleetDep) -> str:
     """Counters in the Prometheus text format."""
     lines = [
         "# HELP streetwatch_ingest_messages_total MQTT messages ingested, by kind and result.",
@@ -54,5 +66,10 @@ def metrics(central: CentralDep) -> str:
         "# TYPE streetwatch_mqtt_connected gauge",
         f"streetwatch_mqtt_connected {connected}",
     ]
+    clients = [c for c in (central.subscriber.client if central.subscriber else None, fleet.link) if c]
+    for name, help_text in CLIENT_COUNTERS:
+        metric = f"streetwatch_mqtt_client_{name}_total"
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
+        lines += [f'{metric}{{client="{c.name}"}} {c.stats.as_dict()[name]}' for c in clients]
     lines += central.ingestor.nodes.prometheus_lines()  # the latest heartbeat of every node
     return "\n".join(lines) + "\n"

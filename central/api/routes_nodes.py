@@ -7,15 +7,15 @@ so no proxy or browser cache keeps them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Body, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from central import audit
-from central.api.deps import ApiUser, AuthUser, CentralDep, DbSession, PageUser
+from central.api.deps import ApiUser, AuthUser, CentralDep, DbSession, FleetDep, PageUser
 from central.api.routes_web import render
 from central.db.models import NodeRow, Role
 from central.fleet.configs import latest_config, submit_config
@@ -31,7 +31,6 @@ from central.fleet.schemas import (
     NodeOut,
     RevokeOut,
 )
-from central.fleet.service import Fleet
 from central.security import csrf_valid
 
 router = APIRouter(tags=["fleet"])
@@ -39,13 +38,6 @@ router = APIRouter(tags=["fleet"])
 ENROLL_ROLES = frozenset({Role.ADMIN.value, Role.TECHNICIAN.value})  # tokens, revocation
 CONFIG_ROLES = frozenset({Role.ADMIN.value, Role.OPERATOR.value, Role.TECHNICIAN.value})  # configs, listing
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def get_fleet(request: Request) -> Fleet:
-    return cast(Fleet, request.app.state.fleet)
-
-
-FleetDep = Annotated[Fleet, Depends(get_fleet)]
 
 
 def _require(user: AuthUser, roles: frozenset[str]) -> None:

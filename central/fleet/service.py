@@ -9,6 +9,11 @@ database, so several central processes can each run one:
   acknowledged it, and clears the retained config of revoked nodes;
 * ``handle_applied`` records each node's ``ConfigApplied``; invalid ones become dead letters.
 
+Its MQTT connection (``link``, a ``central.mqtt_client.MqttClient``) is separate from the ingest subscriber on
+purpose: ingest may run as N shared-subscription workers, but configs and their answers are small, idempotent
+and per node, so every central process holds one without coordinating. Persistent session, so answers sent
+while central restarts are delivered afterwards.
+
 The request that changes something calls these at once (the technician sees the result); the sync thread
 repeats them every ``fleet_sync_s`` as a safety net (broker down, another process changed the database).
 """
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from dataclasses import dataclass
 
@@ -29,13 +33,13 @@ from central.broker_auth import stable_hash as central_broker_hash
 from central.context import Central
 from central.db.models import NodeConfigRow, NodeRow
 from central.fleet.configs import Recorded, record_applied
-from central.fleet.link import FleetLink
+from central.mqtt_client import BrokerAddress, MqttClient
 from edge_agent.contract import ConfigApplied
 
 log = logging.getLogger(__name__)
 
+QOS = 1
 PUBLISH_TIMEOUT_S = 5.0
-CONNECT_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
 @dataclass
@@ -60,7 +64,7 @@ class Fleet:
         self.broker_files: BrokerFiles | None = None
         if s.broker_password_file is not None and s.broker_acl_file is not None:
             self.broker_files = BrokerFiles(s.broker_password_file, s.broker_acl_file, s.broker_pid_file)
-        self.link: FleetLink | None = None
+        self.link: MqttClient | None = None
         self.stats = FleetStats()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -76,17 +80,13 @@ class Fleet:
         if self.broker_files is not None:
             self.sync_broker()
         if s.mqtt_enabled:
-            host = s.mqtt_host or CONNECT_ADDRESS.get(s.embedded_mqtt_host, s.embedded_mqtt_host)
-            port = s.mqtt_port if s.mqtt_host else s.embedded_mqtt_port
-            self.link = FleetLink(
-                self.central.topics,
-                host=host,
-                port=port,
-                client_id=f"{s.mqtt_client_id or 'central-' + socket.gethostname()}-fleet",
-                username=s.mqtt_username,
-                password=s.mqtt_password.get_secret_value() if s.mqtt_password else None,
-                on_applied=self.handle_applied,
-                on_connected=self._on_link_connected,
+            self.link = MqttClient(
+                "fleet", BrokerAddress.of(s, client_suffix="-fleet"), on_connected=self._on_link_connected
+            )
+            self.link.subscribe(
+                self.central.topics.config_applied("+"),
+                QOS,
+                lambda message: self.handle_applied(message.topic, bytes(message.payload)),
             )
             self.link.start()
         self._stop.clear()
@@ -181,7 +181,7 @@ class Fleet:
             out += [(n, None, True) for n in session.scalars(revoked)]
         return out
 
-    def _publish_one(self, link: FleetLink, node_id: str, version: int | None, revoked: bool) -> int:
+    def _publish_one(self, link: MqttClient, node_id: str, version: int | None, revoked: bool) -> int:
         topic = self.central.topics.config(node_id)
         payload = b""
         if not revoked:
@@ -190,7 +190,7 @@ class Fleet:
                 if row is None:
                     return 0
                 payload = json.dumps(row.config, separators=(",", ":")).encode()
-        if not link.publish_retained(topic, payload, PUBLISH_TIMEOUT_S):
+        if not link.publish(topic, payload, qos=QOS, retain=True, timeout_s=PUBLISH_TIMEOUT_S):
             self.stats.publish_failures += 1
             log.warning("fleet: config for %s not delivered to the broker; will retry", node_id)
             return 0

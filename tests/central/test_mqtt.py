@@ -188,7 +188,8 @@ def test_message_is_acknowledged_only_once_committed(
         sleep=fake_sleep,
     )
     fake = FakeClient()
-    subscriber._on_message(fake, None, message())  # type: ignore[arg-type]
+    subscriber.client._client = fake  # type: ignore[assignment]
+    subscriber.client._message_cb(fake, None, message())  # type: ignore[arg-type]
     assert fake.acked == acked
     assert slept == waits  # exponential backoff between attempts, no real sleeping
     assert len(flaky.quarantined) == quarantined
@@ -266,6 +267,9 @@ def test_create_app_runs_embedded_broker_and_ingests(make_settings: Callable[...
         assert (counts["ingested"], counts["duplicates"], counts["dead_letters"]) == (1, 1, 1)
         db: Database = app.state.central.db
         assert count(db, EventRow) == 1 and count(db, DeadLetterRow) == 1
+        metrics = client.get("/metrics").text  # both connections of the process, counted per client
+        assert 'streetwatch_mqtt_client_messages_total{client="ingest"} 3' in metrics
+        assert 'streetwatch_mqtt_client_connects_total{client="fleet"} 1' in metrics
     # Lifespan exit stopped the subscriber and the broker: the port is closed again.
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
