@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from edge_agent.delivery.items import (
     DropReason,
@@ -55,42 +55,9 @@ from edge_agent.delivery.items import (
     backoff_delay,
     fsync_path,
 )
+from edge_agent.delivery.schema import SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION: Final = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    klass TEXT NOT NULL CHECK (klass IN ('violation', 'telemetry')),
-    topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL CHECK (qos IN (0, 1)),
-    key TEXT, label TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, last_error TEXT,
-    acked_at REAL
-);
-CREATE INDEX IF NOT EXISTS ix_messages_key ON messages (key, id);
-CREATE INDEX IF NOT EXISTS ix_messages_acked ON messages (acked_at);
-CREATE INDEX IF NOT EXISTS ix_messages_klass ON messages (klass, id);
-CREATE TABLE IF NOT EXISTS uploads (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
-    sha256 TEXT NOT NULL, kind TEXT NOT NULL, content_type TEXT NOT NULL, size INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, not_before REAL NOT NULL DEFAULT 0, last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS ix_uploads_message ON uploads (message_id);
-CREATE INDEX IF NOT EXISTS ix_uploads_sha ON uploads (sha256);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL, what TEXT NOT NULL CHECK (what IN ('upload', 'message')),
-    message_id INTEGER, sha256 TEXT, path TEXT, topic TEXT, payload BLOB,
-    reason TEXT NOT NULL, detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ix_dead_letters_message ON dead_letters (message_id);
-CREATE TABLE IF NOT EXISTS drops (
-    klass TEXT NOT NULL, reason TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (klass, reason)
-);
-"""
 
 
 def _message(r: tuple[Any, ...], stripped: frozenset[str]) -> Message:
@@ -137,7 +104,7 @@ class Outbox:
                 raise OutboxError(
                     f"{path} was written by a newer agent (schema {version} > {SCHEMA_VERSION})"
                 )
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             # A restart is a natural retry point; it also heals retry times set under a wrong wall clock
             # (a Pi without RTC boots in 1970 or in the future until NTP answers).
