@@ -1,4 +1,4 @@
-"""Enrollment end to end: the node's ``edge_agent.enroll`` against the real central app (TestClient is httpx)."""
+"""Enrollment end to end: the node's ``edge_agent.node.enroll`` against the real central app (TestClient is httpx)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from central.broker_auth import verify_mosquitto_hash
 from central.db.models import NodeRow
 from central.db.session import Database
-from edge_agent.enroll import EnrollError, credentials_path, enroll, load_credentials
+from edge_agent.node.enroll import EnrollError, credentials_path, enroll, load_credentials
 from tests.central.conftest import FakeClock
 from tests.central.test_nodes import new_token, upload
 
