@@ -24,15 +24,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from central import __version__
 from central.api import routes_api, routes_evidence, routes_health, routes_nodes, routes_web
 from central.api.deps import LoginRequiredError
-from central.broker import EmbeddedBroker
 from central.context import Central
 from central.db import migrate
 from central.db.session import Database
 from central.evidence import EvidenceStore
 from central.fleet.service import Fleet
-from central.ingest import Ingestor
-from central.mqtt import MqttSubscriber
-from central.mqtt_client import BrokerAddress
+from central.messaging.broker import EmbeddedBroker
+from central.messaging.client import BrokerAddress
+from central.messaging.ingest import Ingestor
+from central.messaging.subscriber import MqttSubscriber
 from central.settings import Settings, generate_secret_key
 from central.users import bootstrap_admin
 from edge_agent.contract import Topics, utcnow

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from central.broker import EmbeddedBroker
 from central.db.session import Database
 from central.evidence import EvidenceStore
-from central.ingest import Ingestor
-from central.mqtt import MqttSubscriber
+from central.messaging.broker import EmbeddedBroker
+from central.messaging.ingest import Ingestor
+from central.messaging.subscriber import MqttSubscriber
 from central.settings import Settings
 from edge_agent.contract import Topics, utcnow
 

@@ -15,7 +15,7 @@ from central.api.deps import CentralDep, FleetDep
 
 router = APIRouter(tags=["health"])
 
-# Counters of each MQTT connection (``central.mqtt_client.ClientStats``), labelled by client (ingest, fleet).
+# Counters of each MQTT connection (``central.messaging.client.ClientStats``), labelled by client (ingest, fleet).
 CLIENT_COUNTERS = [
     ("connects", "Successful connections to the broker."),
     ("connection_losses", "Connections lost (paho reconnects with backoff)."),

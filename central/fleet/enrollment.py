@@ -22,8 +22,8 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from central import audit
-from central.broker_auth import mosquitto_hash
 from central.db.models import EnrollmentTokenRow, NodeRow
+from central.messaging.broker_auth import mosquitto_hash
 
 SECRET_BYTES = 32
 NODE_ID_SUFFIX_BYTES = 4

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from central.broker_auth import SyncResult
 from central.db.models import NodeRow
 from central.fleet.configs import ConfigState, config_state
+from central.messaging.broker_auth import SyncResult
 
 NODE_NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
 

@@ -9,7 +9,7 @@ database, so several central processes can each run one:
   acknowledged it, and clears the retained config of revoked nodes;
 * ``handle_applied`` records each node's ``ConfigApplied``; invalid ones become dead letters.
 
-Its MQTT connection (``link``, a ``central.mqtt_client.MqttClient``) is separate from the ingest subscriber on
+Its MQTT connection (``link``, a ``central.messaging.client.MqttClient``) is separate from the ingest subscriber on
 purpose: ingest may run as N shared-subscription workers, but configs and their answers are small, idempotent
 and per node, so every central process holds one without coordinating. Persistent session, so answers sent
 while central restarts are delivered afterwards.
@@ -28,12 +28,18 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from sqlalchemy import or_, select
 
-from central.broker_auth import BrokerFiles, NodeAccount, SyncResult, render_acl_file, render_password_file
-from central.broker_auth import stable_hash as central_broker_hash
 from central.context import Central
 from central.db.models import NodeConfigRow, NodeRow
 from central.fleet.configs import Recorded, record_applied
-from central.mqtt_client import BrokerAddress, MqttClient
+from central.messaging.broker_auth import (
+    BrokerFiles,
+    NodeAccount,
+    SyncResult,
+    render_acl_file,
+    render_password_file,
+)
+from central.messaging.broker_auth import stable_hash as central_broker_hash
+from central.messaging.client import BrokerAddress, MqttClient
 from edge_agent.contract import ConfigApplied
 
 log = logging.getLogger(__name__)

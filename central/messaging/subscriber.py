@@ -1,6 +1,6 @@
 """Central's ingest subscriber: receives events, node status and heartbeats and hands them to the ``Ingestor``.
 
-The connection itself is a ``central.mqtt_client.MqttClient``; durability comes from three choices together:
+The connection itself is a ``central.messaging.client.MqttClient``; durability comes from three choices together:
 
 * a stable client id (``central-<hostname>``) with ``clean_session=False``, so the broker keeps central's
   subscriptions and queues QoS 1 messages while central is down or restarting;
@@ -31,8 +31,8 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-from central.ingest import Ingestor
-from central.mqtt_client import DEFAULT_SESSION_EXPIRY_S, BrokerAddress, MqttClient
+from central.messaging.client import DEFAULT_SESSION_EXPIRY_S, BrokerAddress, MqttClient
+from central.messaging.ingest import Ingestor
 from edge_agent.contract import Topics
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from central import security
 from central.app import create_app
 from central.db import migrate
 from central.db.session import Database
-from central.ingest import Ingestor
+from central.messaging.ingest import Ingestor
 from central.settings import ENV_PREFIX, Settings
 from tests.central.factories import T0, TOPICS
 

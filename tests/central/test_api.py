@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from central.db.models import AuditRow, Role, UserRow
 from central.db.session import Database
-from central.ingest import Ingestor
+from central.messaging.ingest import Ingestor
 from central.security import hash_password
 from edge_agent.contract import Event, EventType, Phase
 from tests.central.conftest import ADMIN_PASSWORD, FakeClock, login

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from central.broker_auth import verify_mosquitto_hash
 from central.db.models import AuditRow, EnrollmentTokenRow, NodeRow, Role, UserRow
 from central.db.session import Database
+from central.messaging.broker_auth import verify_mosquitto_hash
 from central.security import hash_password
 from tests.central.conftest import NODE_TOKEN, FakeClock, login
 from tests.central.factories import JPEG_BYTES, T0, sha256_of

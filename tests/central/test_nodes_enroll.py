@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from central.broker_auth import verify_mosquitto_hash
 from central.db.models import NodeRow
 from central.db.session import Database
+from central.messaging.broker_auth import verify_mosquitto_hash
 from edge_agent.node.enroll import EnrollError, credentials_path, enroll, load_credentials
 from tests.central.conftest import FakeClock
 from tests.central.test_nodes import new_token, upload

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from central.db.models import AuditRow, DecisionRow, EventRow
 from central.db.session import Database
-from central.ingest import Ingestor
+from central.messaging.ingest import Ingestor
 from edge_agent.contract import Event, EventType, EvidenceKind, EvidenceRef
 from tests.central.conftest import ADMIN_PASSWORD, NODE_TOKEN, FakeClock, login
 from tests.central.factories import JPEG_BYTES, TOPICS, make_event, sha256_of, snapshot_ref

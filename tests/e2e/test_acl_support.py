@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from central.broker_auth import render_acl_file, render_password_file, stable_hash
+from central.messaging.broker_auth import render_acl_file, render_password_file, stable_hash
 from edge_agent.contract import Topics
 from edge_agent.node.enroll import NodeCredentials, load_credentials
 from tests.conftest import find_mosquitto, free_port, wait_for_port, wait_until

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from central.db.models import DeadLetterRow
 from central.db.session import Database
-from central.ingest import Ingestor
+from central.messaging.ingest import Ingestor
 from central.settings import Settings
 from edge_agent.contract import Heartbeat, OutboxHealth
 from tests.conftest import wait_until

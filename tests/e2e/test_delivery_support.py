@@ -32,8 +32,8 @@ from sqlalchemy import func, select
 from central.db import migrate
 from central.db.models import EventRow
 from central.db.session import Database
-from central.ingest import Ingestor
-from central.mqtt import MqttSubscriber
+from central.messaging.ingest import Ingestor
+from central.messaging.subscriber import MqttSubscriber
 from edge_agent.contract import Topics
 from tests.conftest import find_mosquitto, free_port, wait_for_port
 from tests.paths import ROOT

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from central.app import create_app
-from central.broker_auth import (
+from central.messaging.broker_auth import (
     BrokerFiles,
     NodeAccount,
     check_username,

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from central.db.models import DeadLetterRow, EventRow, NodeStatusRow
 from central.db.session import Database
-from central.ingest import MAX_DEAD_LETTER_BYTES, Ingestor, IngestResult
+from central.messaging.ingest import MAX_DEAD_LETTER_BYTES, Ingestor, IngestResult
 from edge_agent.contract import EvidenceKind, EvidenceRef, NodeState, Phase, uuid7
 from tests.central.conftest import FakeClock
 from tests.central.factories import T0, TOPICS, make_event, make_status, snapshot_ref

@@ -14,11 +14,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from central.app import create_app
-from central.broker import BrokerStartError, EmbeddedBroker
 from central.db.models import DeadLetterRow, EventRow, NodeStatusRow
 from central.db.session import Database
-from central.ingest import Ingestor, IngestResult
-from central.mqtt import MqttSubscriber
+from central.messaging.broker import BrokerStartError, EmbeddedBroker
+from central.messaging.ingest import Ingestor, IngestResult
+from central.messaging.subscriber import MqttSubscriber
 from central.settings import Settings
 from tests.central.factories import TOPICS, make_event, make_status
 from tests.conftest import MosquittoBroker, free_port, wait_until

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 import pytest
 
-from central.mqtt_client import BrokerAddress, MqttClient, connect_address
+from central.messaging.client import BrokerAddress, MqttClient, connect_address
 from central.settings import Settings
 from tests.central.factories import TOPICS
 from tests.conftest import MosquittoBroker, wait_until
