@@ -24,6 +24,7 @@ from edge_agent.pipeline.events import Context, EventBuilder
 from edge_agent.rules.base import Finding, Rule
 from edge_agent.rules.registry import build_rule_set
 from edge_agent.rules.schedule import FrameClock, WallClock
+from edge_agent.rules.signal import ColourSignal
 from edge_agent.types import Detections, Frame, Image, Track
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class CameraPipeline:
         self.rules = rule_set.rules
         self.frame_inputs = rule_set.inputs  # signal heads read by colour, background models
         self.signals = rule_set.signals  # by id; external feeds accept pushed state messages
+        self.heads = [s for s in rule_set.signals.values() if isinstance(s, ColourSignal)]
         self.builder = EventBuilder(ctx)
         self.store = store
         self.sink = sink
@@ -106,6 +108,8 @@ class CameraPipeline:
         """Every decoded frame: clocks, the evidence clip ring, and clips finished since the last frame."""
         self.stats.frames_seen += 1
         self.clock.observe(frame)
+        for head in self.heads:
+            head.update(frame)  # a small crop per frame: more readings bridge LED flicker
         self.recorder.observe(frame)
         return self._emit_ready(frame)
 

@@ -194,6 +194,49 @@ class ColourSignalConfig(Strict):
     roi: tuple[NormPoint, NormPoint] = Field(
         description="Box around one signal head: top-left and bottom-right corners, normalized 0..1."
     )
+    lamps: int = Field(
+        default=3,
+        ge=1,
+        le=3,
+        description="Lamps of the head, red first (top or left): 3 red/amber/green, 2 red/green; 1 for a head "
+        "of one lamp (an arrow head, a pedestrian lamp), whose colour then comes from the hue alone.",
+    )
+    layout: Literal["auto", "vertical", "horizontal"] = Field(
+        default="auto",
+        description="How the lamps are stacked; auto: along the longer side of the roi.",
+    )
+    min_lamp_value: int = Field(
+        default=120,
+        ge=1,
+        le=255,
+        description="Brightness (max of B, G, R) the brightest lamp must reach to count as lit.",
+    )
+    min_contrast: int = Field(
+        default=45,
+        ge=1,
+        le=255,
+        description="How much brighter than the housing (the median along the head) the lit lamp must be.",
+    )
+    min_chroma: int = Field(
+        default=40,
+        ge=0,
+        le=255,
+        description="Colourfulness (max - min of B, G, R) that marks lamp light; grey or white background "
+        "without it counts as dark (a lamp's white core counts through its coloured rim).",
+    )
+    ambiguity: float = Field(
+        default=0.75,
+        gt=0.0,
+        lt=1.0,
+        description="A second lamp this bright (fraction of the lit lamp's contrast) makes the reading "
+        "ambiguous: UNKNOWN.",
+    )
+    learn_rate: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="How fast the learned lamp positions follow the lit positions seen (0: fixed equal cells).",
+    )
     min_saturation: int = Field(
         default=40,
         ge=0,
@@ -213,7 +256,11 @@ class ColourSignalConfig(Strict):
         default=1.5, ge=1.0, le=100.0, description="The winning colour needs this many times the runner-up."
     )
     min_frames: int = Field(
-        default=3, ge=1, le=100, description="Consecutive frames a new state needs before it is reported."
+        default=2,
+        ge=1,
+        le=100,
+        description="Lit readings of a new colour (dark frames between them allowed) before it is reported; "
+        "until then the state is UNKNOWN.",
     )
     dark_hold_s: float = Field(
         default=1.5,
