@@ -74,6 +74,10 @@ class GatheringRule:
     def candidate_count(self) -> int:
         return len(self._candidates)
 
+    def close(self, now: float) -> list[Finding]:
+        """End every open incident now (shutdown, config change): nothing stays open."""
+        return self._book.end_all(now)
+
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
         persons = [

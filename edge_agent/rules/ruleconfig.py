@@ -113,10 +113,11 @@ class IllegalStoppingRuleConfig(RuleBase):
     )
     inertia_frames: int = _inertia()
     end_grace_s: float = Field(
-        default=3.0,
+        default=10.0,
         ge=0.0,
         le=600.0,
-        description="Seconds a stopped vehicle may be unseen before the event ends.",
+        description="Seconds a stopped vehicle may be unseen (a bus in front, a reconnect, a loop) before the "
+        "event ends; a vehicle seen stopped at the same place within it, under any track id, continues it.",
     )
     cooldown_s: float = _cooldown(60.0)
 
