@@ -115,7 +115,9 @@ def brightness_profile(crop: Image, vertical: bool, min_chroma: int = 40) -> np.
     chroma = hi.astype(np.int16) - img.min(axis=2).astype(np.int16)
     w = img.shape[1]
     k = max(3, round(0.4 * w)) | 1
-    mask = cv2.dilate((chroma >= min_chroma).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    mask = cv2.dilate(
+        (chroma >= min_chroma).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    )
     v = hi.astype(np.float32) * mask
     margin = w // 5 if w >= 5 else 0
     band = v[:, margin : w - margin] if w - 2 * margin >= 1 else v
