@@ -187,7 +187,10 @@ class CameraPipeline:
         self._last_analysed = now
         self.stats.ticks += 1
         stamp = self._stamp(now)
-        return self._run_rules(lambda rule: rule.evaluate([], now), stamp) + self._emit_ready(stamp)
+        events = self._run_rules(lambda rule: rule.evaluate([], now), stamp)
+        if self._held_ends:
+            self.recorder.flush()  # no frames are coming to finish their clips: send what was recorded
+        return events + self._emit_ready(stamp)
 
     def _on_finding(self, finding: Finding, frame: Frame) -> Event | None:
         key = (finding.rule_id, finding.key)
