@@ -20,8 +20,8 @@ and its convex hull (member boxes), normalized: ``hull_points`` and ``hull_x00``
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2

@@ -121,10 +121,11 @@ def brightness_profile(crop: Image, vertical: bool, min_chroma: int = 40) -> np.
     v = hi.astype(np.float32) * mask
     margin = w // 5 if w >= 5 else 0
     band = v[:, margin : w - margin] if w - 2 * margin >= 1 else v
-    prof = np.percentile(band, 75, axis=1).astype(np.float32)
+    prof: np.ndarray = np.percentile(band, 75, axis=1).astype(np.float32)
     k = max(1, len(prof) // 24) * 2 + 1
     if len(prof) >= k:
-        prof = np.convolve(np.pad(prof, k // 2, mode="edge"), np.ones(k, np.float32) / k, mode="valid")
+        kernel = np.ones(k, np.float32) / k
+        prof = np.convolve(np.pad(prof, k // 2, mode="edge"), kernel, mode="valid").astype(np.float32)
     return prof
 
 

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_agent.rules.lamps import FAMILY, LampReading, Layout, hue_fractions, read_lamps
+from edge_agent.rules.lamps import LampReading, Layout, hue_fractions, read_lamps
 from edge_agent.rules.sceneconfig import ColourSignalConfig, ExternalSignalConfig
 from edge_agent.rules.schedule import WallClock
 from edge_agent.types import Frame, Image

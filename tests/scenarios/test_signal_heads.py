@@ -4,6 +4,7 @@ person can tell are read correctly, and no frame is read as a colour the head do
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
 import pytest
@@ -21,7 +22,7 @@ def test_the_labels_cover_every_frame_of_every_head():
     for head in HEADS:
         spans = sorted(s.frames for s in head.states)
         assert spans[0][0] == 0, head.id
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert start == end + 1, f"{head.id}: gap or overlap at {end}-{start}"
 
 

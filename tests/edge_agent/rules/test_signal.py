@@ -98,6 +98,7 @@ def test_two_lamp_heads():
 def test_the_layout_is_learned_from_the_lit_positions():
     """A box drawn with empty space below the head: equal cells would put the head's green lamp in the amber
     cell; after red and green were each seen lit a few times the lamp centres follow them."""
+
     def loose(lamps: dict[int, tuple[int, int, int]]) -> np.ndarray:
         return np.vstack([head(lamps), np.full((30, 24, 3), (90, 90, 90), np.uint8)])  # 90 px, head on top
 
@@ -144,7 +145,9 @@ def feed(sig: ColourSignal, pattern: str, start: float = 0.0, dt: float = 0.2) -
         pytest.param("RRRGRRGRR", "URRUURUUR", id="a-green-reading-drops-red-at-once"),
         pytest.param("RRRGGG", "URRUGG", id="switches-after-two"),
         pytest.param("RRR.R..R...R", "URRRRRRRRRRR", id="led-flicker-holds-red"),
-        pytest.param("RRR" + "." * 10, "U" + "R" * 9 + "UUU", id="dark-longer-than-hold-is-unknown"),  # 1.5 s hold
+        pytest.param(
+            "RRR" + "." * 10, "U" + "R" * 9 + "UUU", id="dark-longer-than-hold-is-unknown"
+        ),  # 1.5 s hold
         pytest.param("RRR???", "URRRUU", id="ambiguous-readings-become-unknown"),
         pytest.param("AAA.A.A.A", "UAAAAAAAA", id="blinking-amber"),
     ],
