@@ -181,7 +181,8 @@ class ScheduleConfig(Strict):
 
 
 class ColourSignalConfig(Strict):
-    """A traffic light read from the camera image: the lit colour inside a small box around one signal head.
+    """A traffic light read from the camera image: which lamp of one signal head is lit (brightness and position
+    along the head, hue as a veto; see ``edge_agent.rules.lamps``), or the hue of a one-lamp head.
 
     The head must be seen from the front. It then faces the drivers who obey it, the traffic on the camera's side
     of it driving towards it: away from the camera when the camera looks up the approach from behind the queue
@@ -250,10 +251,16 @@ class ColourSignalConfig(Strict):
     amber_hue: tuple[int, int] = Field(default=(13, 35), description="Hue band of amber (0..179).")
     green_hue: tuple[int, int] = Field(default=(40, 100), description="Hue band of green (0..179).")
     min_lit_fraction: float = Field(
-        default=0.03, gt=0.0, le=1.0, description="Fraction of the box the winning colour must cover."
+        default=0.03,
+        gt=0.0,
+        le=1.0,
+        description="One-lamp heads: fraction of the box the winning colour must cover.",
     )
     dominance: float = Field(
-        default=1.5, ge=1.0, le=100.0, description="The winning colour needs this many times the runner-up."
+        default=1.5,
+        ge=1.0,
+        le=100.0,
+        description="One-lamp heads: the winning colour needs this many times the runner-up.",
     )
     min_frames: int = Field(
         default=2,

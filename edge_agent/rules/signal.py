@@ -5,12 +5,12 @@ Both sources answer ``state(now)`` with RED, AMBER, GREEN or UNKNOWN, and UNKNOW
 (no frame or message recently, nothing lit for too long, two colours lit): the red-light rule raises nothing
 on UNKNOWN, it never guesses.
 
-The colour classifier counts the *lit* pixels of a small box around one signal head (HSV saturation and
-brightness above thresholds) per hue band. Overexposed lamps have a white-yellow core and a coloured halo, so
-the colour is decided by the band with the most lit pixels, which must cover ``min_lit_fraction`` of the box
-and ``dominance`` times the runner-up. LED heads flicker against the camera's shutter (on the Hai Phong clip
-the red lamp reads dark on one frame in six), so a dark head keeps the last state for ``dark_hold_s``; a change
-of colour is reported after ``min_frames`` consecutive readings of the new one (hysteresis).
+A head seen by the camera is read from its lamps (``lamps.read_lamps``): which lamp is lit, by brightness and
+position along the head, with the hue only as a veto (an overexposed red lamp is an orange-white core); the lamp
+layout is learned from the frames. A head of one lamp (an arrow head) is read by hue (``classify_hue``). LED
+heads flicker against the camera's shutter (on the Hai Phong clip the red lamp reads dark on one frame in five),
+so a dark head keeps the last state for ``dark_hold_s``; a new colour is reported after ``min_frames`` lit
+readings of it, and a lit reading of another colour drops the old one at once (``ColourSignal``).
 """
 
 from __future__ import annotations

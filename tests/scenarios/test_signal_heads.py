@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 
-from tests.scenarios.harness import VIDEOS
+from tests.scenarios.harness import VIDEOS, load_scenarios, score
 from tests.scenarios.signals import HeadScore, load_heads, score_head
 
 pytestmark = pytest.mark.scenario
@@ -42,3 +42,15 @@ def test_signal_accuracy_per_clip(clip: str) -> None:
         assert sc.accuracy >= 0.95, f"{sc.head.id}: {sc.correct}/{sc.counted}, unknown on {sc.unknown}"
     assert per["counted"] > 0
     assert per["correct"] / per["counted"] >= 0.95, dict(per)
+
+
+def test_the_queue_leaving_on_green_raises_no_red_light(scenario_run) -> None:
+    """The phone clip's head turns green at frame 738 (24.6 s): the riders and the car waiting at the line
+    leave then; no START may date after the change (the labelled red-phase crossings are scored as usual)."""
+    [scenario] = [s for s in load_scenarios() if s.id == "redlight-phone-whole-clip"]
+    if not (VIDEOS / scenario.clip).is_file():
+        pytest.skip(f"{scenario.clip} is not in the assets (make assets)")
+    run = scenario_run(scenario)
+    assert run.starts, "the red-phase crossings raise events"
+    assert all(s.t < 24.5 for s in run.starts), [s.label() for s in run.starts]
+    assert score(scenario, run.starts).fp == 0
