@@ -105,6 +105,7 @@ def markdown(
     cached: bool,
     heads: list[HeadScore] | None = None,
     heads_s: float = 0.0,
+    hue_only: list[HeadScore] | None = None,
 ) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     per_rule = metrics(scores)
@@ -154,7 +155,7 @@ def markdown(
         lines += ["", "Known failures (strict xfails in the tests):", ""]
         lines += [f"- `{s.id}`: {s.known_failure}" for s in failures]
     if heads:
-        lines += _heads_section(heads, heads_s)
+        lines += _heads_section(heads, heads_s, hue_only or [])
     if riders:
         lines += [
             "",
@@ -211,7 +212,7 @@ def markdown(
     return "\n".join(lines)
 
 
-def _heads_section(heads: list[HeadScore], seconds: float) -> list[str]:
+def _heads_section(heads: list[HeadScore], seconds: float, hue_only: list[HeadScore]) -> list[str]:
     frames = sum(h.frames for h in heads)
     out = [
         "",
@@ -227,15 +228,18 @@ def _heads_section(heads: list[HeadScore], seconds: float) -> list[str]:
         f"({1000.0 * seconds / max(frames, 1):.2f} ms per frame and head, decoding included).",
         "",
         "| clip | head | lamps | frames | a person can tell | correct | unknown | wrong colour | raw correct | "
-        "raw dark |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "raw dark | hue only (before): correct / wrong |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_clip: dict[str, list[HeadScore]] = {}
+    before = {h.head.id: h for h in hue_only}
     for h in heads:
         by_clip.setdefault(h.head.clip, []).append(h)
+        b = before.get(h.head.id)
+        old = f"{b.correct} ({b.accuracy:.1%}) / {b.wrong}" if b is not None else "n/a"
         out.append(
             f"| {h.head.clip} | {h.head.id} | {h.head.lamps} | {h.frames} | {h.counted} | "
-            f"{h.correct} ({h.accuracy:.1%}) | {h.unknown} | {h.wrong} | {h.raw_correct} | {h.raw_dark} |"
+            f"{h.correct} ({h.accuracy:.1%}) | {h.unknown} | {h.wrong} | {h.raw_correct} | {h.raw_dark} | {old} |"
         )
     for clip, hs in sorted(by_clip.items()):
         counted = sum(h.counted for h in hs)
@@ -243,8 +247,14 @@ def _heads_section(heads: list[HeadScore], seconds: float) -> list[str]:
         out.append(
             f"| {clip} | all {len(hs)} | | {sum(h.frames for h in hs)} | {counted} | "
             f"{correct} ({correct / max(counted, 1):.1%}) | {sum(h.unknown for h in hs)} | "
-            f"{sum(h.wrong for h in hs)} | | |"
+            f"{sum(h.wrong for h in hs)} | | | |"
         )
+    out += [
+        "",
+        "Hue only (before) = the same heads read as one-lamp heads (`lamps: 1`: the colour of the hue band with "
+        "the most lit pixels, the classifier before issue 13, with today's hysteresis): the overexposed red "
+        "lamps read amber or nothing.",
+    ]
     return out
 
 
@@ -287,11 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         riders = [rider_stats(c, data.min_travel_heights, cache) for c in data.clips]
         walkers = person_speeds_hps(*WALKERS, cache)
     heads: list[HeadScore] = []
+    hue_only: list[HeadScore] = []
     heads_s = 0.0
     if not args.no_heads:
         t0 = time.perf_counter()
         heads = [score_head(h) for h in load_heads()]
         heads_s = time.perf_counter() - t0
+        hue_only = [score_head(h, lamps=1) for h in load_heads()]
         for h in heads:
             print(f"signal {h.head.id}: {h.correct}/{h.counted} correct, {h.wrong} wrong", flush=True)
     cache.save()
@@ -306,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.cache is not None,
         heads,
         heads_s,
+        hue_only,
     )
     if args.write:
         write_section(args.write, section)
