@@ -48,6 +48,7 @@ class Agent:
             self._handle,
             stop=self.stop_event,
             tick=self._tick,
+            observe=self._observe,
         )
         self._cams = {c.id: c for c in cfg.cameras}
         self._last_frames: dict[str, Frame] = {}
@@ -133,6 +134,12 @@ class Agent:
         self.latency[camera_id].record(detect_ms)
         self._last_frames[camera_id] = frame
         pipeline.process_detections(frame, dets, detect_ms)
+
+    def _observe(self, camera_id: str, frame: Frame) -> None:
+        """Detector thread, every frame taken from a reader: signal heads read it, detected or not."""
+        pipeline = self.pipelines.get(camera_id)
+        if pipeline is not None:
+            pipeline.read_heads(frame)
 
     def _tick(self) -> None:
         """Detector thread, every second: incidents of cameras whose frames stopped coming end on time."""

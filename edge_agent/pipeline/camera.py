@@ -122,10 +122,15 @@ class CameraPipeline:
         self.stats.frames_seen += 1
         self._last_frame, self._last_arrival = frame, self._clock()
         self.clock.observe(frame)
-        for head in self.heads:
-            head.update(frame)  # a small crop per frame: more readings bridge LED flicker
+        self.read_heads(frame)
         self.recorder.observe(frame)
         return self._emit_ready(frame)
+
+    def read_heads(self, frame: Frame) -> None:
+        """Signal heads read a frame (a small crop each: more readings bridge LED flicker). The agent calls it
+        for every frame taken from the camera, detected or not; a frame read twice counts once."""
+        for head in self.heads:
+            head.update(frame)
 
     def process(self, frame: Frame) -> list[Event]:
         """Observe a frame and, when a detect slot is due, run it through the detector and the stages."""

@@ -172,3 +172,29 @@ def test_tick_runs_on_its_clock_whether_frames_come_or_not() -> None:
         loop.maybe_tick()  # no step, no frame: the detector is starved
     assert calls == [1.0, 2.2, 3.4, 9.0]
     assert loop.stats.tick_errors == 1
+
+
+def test_observe_sees_every_frame_taken_detected_or_not() -> None:
+    """Signal heads read every frame a reader hands over (the agent's ``observe``), not only the 5 fps the
+    detector gets; a failing observer is counted and the loop goes on."""
+    captures = readers({"a": str(TOKYO)}, realtime=False)
+    scheduler = DetectScheduler([CameraPlan("a", 5.0)], max_wait_s=None)
+    seen: list[int] = []
+    detected: list[int] = []
+
+    def observe(cam: str, frame: Frame) -> None:
+        seen.append(frame.index)
+        if frame.index == 3:
+            raise RuntimeError("head bug")
+
+    loop = DetectLoop(
+        captures, scheduler, FakeDetector(), lambda c, f, d, ms: detected.append(f.index), observe=observe
+    )
+    captures.start()
+    try:
+        run_with_deadline(loop, 60.0)
+    finally:
+        captures.stop()
+    assert seen == list(range(TOKYO_FRAMES))
+    assert detected == list(range(0, TOKYO_FRAMES, 6))
+    assert loop.stats.observe_errors == {"a": 1}
