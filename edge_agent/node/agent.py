@@ -42,7 +42,13 @@ class Agent:
         lossless = any(r.mode is ReaderMode.LOSSLESS for r in self.captures.readers.values())
         self.scheduler = DetectScheduler.from_config(cfg, lossless=lossless)
         self.loop = DetectLoop(
-            self.captures, self.scheduler, self.detector.detect, self._handle, stop=self.stop_event
+            self.captures,
+            self.scheduler,
+            self.detector.detect,
+            self._handle,
+            stop=self.stop_event,
+            tick=self._tick,
+            observe=self._observe,
         )
         self._cams = {c.id: c for c in cfg.cameras}
         self._last_frames: dict[str, Frame] = {}
@@ -128,6 +134,19 @@ class Agent:
         self.latency[camera_id].record(detect_ms)
         self._last_frames[camera_id] = frame
         pipeline.process_detections(frame, dets, detect_ms)
+
+    def _observe(self, camera_id: str, frame: Frame) -> None:
+        """Detector thread, every frame taken from a reader: signal heads read it, detected or not."""
+        pipeline = self.pipelines.get(camera_id)
+        if pipeline is not None:
+            pipeline.read_heads(frame)
+
+    def _tick(self) -> None:
+        """Detector thread, every second: incidents of cameras whose frames stopped coming end on time."""
+        if self._next_cfg is not None:
+            self._swap_config()
+        for pipeline in list(self.pipelines.values()):
+            pipeline.tick()
 
     def _submit(self, event: Event, files: tuple[EvidenceFile, ...]) -> None:
         self.last_event_at = utcnow()

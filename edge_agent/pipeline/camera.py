@@ -8,10 +8,12 @@ replay).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from edge_agent.config import CameraConfig, EvidenceConfig
 from edge_agent.contract import Event, Phase
@@ -24,6 +26,7 @@ from edge_agent.pipeline.events import Context, EventBuilder
 from edge_agent.rules.base import Finding, Rule
 from edge_agent.rules.registry import build_rule_set
 from edge_agent.rules.schedule import FrameClock, WallClock
+from edge_agent.rules.signal import ColourSignal
 from edge_agent.types import Detections, Frame, Image, Track
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,7 @@ class PipelineStats:
     detect_ms_total: float = 0.0
     events_by_phase: dict[str, int] = field(default_factory=dict)
     ends_held: int = 0
+    ticks: int = 0  # rule evaluations without a frame (time-based ends)
 
 
 def build_rules(cam: CameraConfig, frame_size: tuple[int, int], clock: WallClock | None = None) -> list[Rule]:
@@ -72,8 +76,18 @@ class CameraPipeline:
         tracker: ByteTracker | None = None,
         evidence: EvidenceConfig | None = None,
         encoder: ClipEncoder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        tick_after_s: float = 1.0,
     ) -> None:
+        """``clock`` (monotonic seconds) only measures how long ago the last frame arrived, for ``tick``;
+        ``tick_after_s``: how long without an analysed frame before the rules are ticked."""
         self.cam = cam
+        self._clock = clock
+        self._tick_after_s = tick_after_s
+        self._last_frame: Frame | None = None
+        self._last_arrival = 0.0
+        self._last_analysed = -float("inf")  # camera time of the last frame the rules saw (or the last tick)
+        self.closed = False
         self.frame_size = frame_size
         self._detect = detect
         self.tracker = tracker or ByteTracker()
@@ -83,6 +97,7 @@ class CameraPipeline:
         self.rules = rule_set.rules
         self.frame_inputs = rule_set.inputs  # signal heads read by colour, background models
         self.signals = rule_set.signals  # by id; external feeds accept pushed state messages
+        self.heads = [s for s in rule_set.signals.values() if isinstance(s, ColourSignal)]
         self.builder = EventBuilder(ctx)
         self.store = store
         self.sink = sink
@@ -105,9 +120,17 @@ class CameraPipeline:
     def observe(self, frame: Frame) -> list[Event]:
         """Every decoded frame: clocks, the evidence clip ring, and clips finished since the last frame."""
         self.stats.frames_seen += 1
+        self._last_frame, self._last_arrival = frame, self._clock()
         self.clock.observe(frame)
+        self.read_heads(frame)
         self.recorder.observe(frame)
         return self._emit_ready(frame)
+
+    def read_heads(self, frame: Frame) -> None:
+        """Signal heads read a frame (a small crop each: more readings bridge LED flicker). The agent calls it
+        for every frame taken from the camera, detected or not; a frame read twice counts once."""
+        for head in self.heads:
+            head.update(frame)
 
     def process(self, frame: Frame) -> list[Event]:
         """Observe a frame and, when a detect slot is due, run it through the detector and the stages."""
@@ -132,14 +155,47 @@ class CameraPipeline:
         self.last_tracks = tracks
         for source in self.frame_inputs:
             source.update(frame)
+        self._last_analysed = max(self._last_analysed, frame.mono)
+        return self._run_rules(lambda rule: rule.evaluate(tracks, frame.mono), frame)
+
+    def _run_rules(self, step: Callable[[Rule], list[Finding]], frame: Frame) -> list[Event]:
         events: list[Event] = []
         for rule in self.rules:
-            for finding in rule.evaluate(tracks, frame.mono):
+            for finding in step(rule):
                 self.stats.findings += 1
                 event = self._on_finding(finding, frame)
                 if event is not None:
                     events.append(event)
         return events
+
+    def camera_now(self) -> float | None:
+        """The camera's clock now: the last frame's time plus the (monotonic) time since it arrived. File
+        frames carry file time, so this runs on the clip's clock, not the wall's, and never jumps at a loop."""
+        if self._last_frame is None:
+            return None
+        return self._last_frame.mono + max(0.0, self._clock() - self._last_arrival)
+
+    def _stamp(self, now: float) -> Frame:
+        """The last frame, re-timed to ``now``: what an END sent without a new frame is built on."""
+        last = self._last_frame
+        assert last is not None
+        return dataclasses.replace(last, mono=now, wall=last.wall + timedelta(seconds=now - last.mono))
+
+    def tick(self) -> list[Event]:
+        """Time goes on without frames (the detector starved, the stream down, a scheduler skipping this
+        camera): after ``tick_after_s`` without an analysed frame the rules see an empty frame at the camera's
+        clock, so incidents whose objects are gone end within their grace. Call it often (the agent: every
+        second); it does nothing while frames are analysed."""
+        now = self.camera_now()
+        if now is None or self.closed or now - self._last_analysed < self._tick_after_s:
+            return []
+        self._last_analysed = now
+        self.stats.ticks += 1
+        stamp = self._stamp(now)
+        events = self._run_rules(lambda rule: rule.evaluate([], now), stamp)
+        if self._held_ends:
+            self.recorder.flush()  # no frames are coming to finish their clips: send what was recorded
+        return events + self._emit_ready(stamp)
 
     def _on_finding(self, finding: Finding, frame: Frame) -> Event | None:
         key = (finding.rule_id, finding.key)
@@ -187,6 +243,15 @@ class CameraPipeline:
         self.sink(event, files)
 
     def close(self, frame: Frame | None = None) -> list[Event]:
-        """At shutdown: finish pending clips and send them and any held ENDs (open incidents stay open)."""
+        """At shutdown or a config change: end every open incident (at the camera's clock now), finish
+        pending clips and send them, then the held ENDs. Nothing stays open."""
+        if self.closed:
+            return []
+        self.closed = True
+        events: list[Event] = []
+        now = self.camera_now()
+        if now is not None:
+            stamp = self._stamp(now)
+            events = self._run_rules(lambda rule: rule.close(now), stamp)
         self.recorder.flush()
-        return self._emit_ready(frame)
+        return events + self._emit_ready(frame)

@@ -34,6 +34,8 @@ class LoopStats:
     detect_ms_total: float = 0.0
     batch_sizes: dict[int, int] = field(default_factory=dict)
     handler_errors: dict[str, int] = field(default_factory=dict)
+    tick_errors: int = 0
+    observe_errors: dict[str, int] = field(default_factory=dict)
 
 
 class DetectLoop:
@@ -48,7 +50,14 @@ class DetectLoop:
         *,
         stop: threading.Event | None = None,
         idle_wait_s: float = 0.05,
+        tick: Callable[[], None] | None = None,
+        tick_every_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[str, Frame], None] | None = None,
     ) -> None:
+        """``tick`` runs in this loop's thread every ``tick_every_s`` (the pipelines' time-based ends: they
+        must happen even when no frame comes). ``observe`` sees every frame taken from a reader, detected or
+        not (signal heads: a small crop per frame bridges LED flicker); its failures are counted per camera."""
         missing = set(captures.readers) ^ set(scheduler.camera_ids)
         if missing:
             raise ValueError(f"captures and scheduler disagree on cameras: {sorted(missing)}")
@@ -58,6 +67,11 @@ class DetectLoop:
         self._handle = handle
         self.stop = stop or threading.Event()
         self._idle_wait_s = idle_wait_s
+        self._tick = tick
+        self._observe = observe
+        self._tick_every_s = tick_every_s
+        self._clock = clock
+        self._next_tick = clock() + tick_every_s
         self.stats = LoopStats()
 
     def _offer_all(self) -> int:
@@ -70,14 +84,26 @@ class DetectLoop:
                     frame = reader.take()
                     if frame is None:
                         break
+                    self._see(cam_id, frame)
                     self.scheduler.offer(cam_id, frame)
                     offered += 1
             else:
                 frame = reader.take()
                 if frame is not None:
+                    self._see(cam_id, frame)
                     self.scheduler.offer(cam_id, frame)
                     offered += 1
         return offered
+
+    def _see(self, cam_id: str, frame: Frame) -> None:
+        if self._observe is None:
+            return
+        try:
+            self._observe(cam_id, frame)
+        except Exception:
+            s = self.stats
+            s.observe_errors[cam_id] = s.observe_errors.get(cam_id, 0) + 1
+            log.exception("camera %s: observing frame %d failed", cam_id, frame.index)
 
     def step(self) -> int:
         """One round: offer, pick a batch, detect, hand out. Returns the number of frames detected."""
@@ -117,3 +143,15 @@ class DetectLoop:
         """Loop until stopped or every camera ended (files without loop) and every waiting frame was used."""
         while not self.stop.is_set() and not self._drained():
             self.step()
+            self.maybe_tick()
+
+    def maybe_tick(self) -> None:
+        """Call ``tick`` when it is due (failures are logged and counted, the loop goes on)."""
+        if self._tick is None or self._clock() < self._next_tick:
+            return
+        self._next_tick = self._clock() + self._tick_every_s
+        try:
+            self._tick()
+        except Exception:
+            self.stats.tick_errors += 1
+            log.exception("tick failed (%d failures so far)", self.stats.tick_errors)

@@ -54,5 +54,11 @@ class Rule(Protocol):
     zone_id: str
 
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
-        """Advance the state machine with this frame's confirmed tracks at monotonic time ``now``."""
+        """Advance the state machine with this frame's confirmed tracks at monotonic time ``now``. The pipeline
+        also calls it with no tracks when the camera's frames stop coming (the clock goes on, nothing is
+        seen), so incidents end on time without frames."""
+        ...
+
+    def close(self, now: float) -> list[Finding]:
+        """End every open incident at ``now`` (shutdown, config change)."""
         ...

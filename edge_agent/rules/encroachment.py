@@ -124,6 +124,10 @@ class EncroachmentRule:
         if self.background is not None:
             self.background.update(frame)
 
+    def close(self, now: float) -> list[Finding]:
+        """End every open incident now (shutdown, config change): nothing stays open."""
+        return self._book.end_all(now)
+
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
         for track in tracks:

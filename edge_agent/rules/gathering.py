@@ -4,7 +4,9 @@ Distances are in *body heights* (box height, roughly 1.6 m), so the same ``radiu
 the camera. Each frame, persons in the zone are linked when their anchors are within ``2 * radius`` heights
 (mean of the two: two members on opposite sides of the circle), linked persons form candidate groups, and each
 group sheds its member farthest from the group centre until every member is within ``radius`` median heights
-of it (a queue of people is not a gathering). A group that keeps together while moving counts too. Groups are followed across frames by
+of it (a queue of people is not a gathering). A group whose centre moves faster than ``max_speed`` body heights
+per second (over ``speed_window_s``) is walking through: its persistence restarts until it stands (``max_speed``
+0: a group moving together counts too, a march). Groups are followed across frames by
 shared members (or, when every id changed, by a centre within ``radius`` heights): a group that has persisted
 ``min_duration_s`` starts the incident, which sends UPDATEs every ``update_interval_s`` and ends when the group
 has not been seen for ``end_grace_s``; a group re-forming from the same people during the cooldown continues
@@ -18,8 +20,9 @@ and its convex hull (member boxes), normalized: ``hull_points`` and ``hull_x00``
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -46,6 +49,8 @@ class _Candidate:
     since: float
     last: float
     count_max: int = 0
+    path: deque[tuple[float, float, float, float]] = field(default_factory=deque)  # (t, x, y, height)
+    speed: float = 0.0  # body heights per second of the centre over the speed window
 
 
 class GatheringRule:
@@ -74,6 +79,10 @@ class GatheringRule:
     def candidate_count(self) -> int:
         return len(self._candidates)
 
+    def close(self, now: float) -> list[Finding]:
+        """End every open incident now (shutdown, config change): nothing stays open."""
+        return self._book.end_all(now)
+
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
         persons = [
@@ -83,6 +92,13 @@ class GatheringRule:
         ]
         for group in groups(persons, self.cfg.radius, self.cfg.min_persons):
             cand = self._match(group, now)
+            if (
+                self.cfg.max_speed > 0.0
+                and cand.speed > self.cfg.max_speed
+                and not self._book.is_open(cand.key)
+            ):
+                cand.since = now  # walking through together: standing together counts from when it stops
+                continue
             if now - cand.since >= self.cfg.min_duration_s or self._book.is_open(cand.key):
                 finding = self._book.trigger(
                     cand.key,
@@ -125,6 +141,15 @@ class GatheringRule:
             best.since = now  # re-formed after a break: persistence counts again
         best.members, best.centre, best.height, best.last = ids, centre, height, now
         best.count_max = max(best.count_max, len(ids))
+        best.path.append((now, centre[0], centre[1], height))
+        while len(best.path) > 2 and now - best.path[1][0] >= self.cfg.speed_window_s:
+            best.path.popleft()
+        t0, x0, y0, _ = best.path[0]
+        # Speed only once the window is (nearly) covered: a group just formed has not shown it stands.
+        if now - t0 >= 0.5 * self.cfg.speed_window_s:
+            best.speed = math.dist((x0, y0), centre) / (now - t0) / max(height, 1.0)
+        else:
+            best.speed = 0.0
         return best
 
     def _measurements(self, group: list[Track], cand: _Candidate) -> dict[str, float]:

@@ -12,6 +12,12 @@ frame it does. The book turns that stream into phases:
 * outside the rule's schedule nothing starts, and open incidents end when the window closes.
 
 ``duration_s`` is added to the measurements of every phase.
+
+Continuity: an incident remembers where it is (``anchor``, when the rule gives one) and every track it
+covered. When a track breaks (an occlusion, a reconnect, a loop: the tracker hands out a new id), the rule asks
+``successor`` for an open incident at the same place whose objects were not seen this frame and continues it
+under the new id: same key, same event id, no new START. Every phase lists the objects of this frame first,
+then the other tracks the incident covered (at most ``MAX_OBJECTS``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from dataclasses import dataclass, field
 from edge_agent.contract import EventType, Phase
 from edge_agent.rules.base import Finding, TrackSnapshot
 from edge_agent.rules.schedule import ScheduleGate
+
+MAX_OBJECTS = 32  # objects listed per phase (this frame's, then earlier tracks of the incident)
 
 
 @dataclass(slots=True)
@@ -34,6 +42,8 @@ class Incident:
     objects: tuple[TrackSnapshot, ...]
     measurements: dict[str, float] = field(default_factory=dict)
     triggers: int = 1
+    anchor: tuple[float, float] | None = None  # where the incident is (px), for continuity
+    covered: dict[int, TrackSnapshot] = field(default_factory=dict)  # every track it covered, latest state
 
 
 class IncidentBook:
@@ -118,12 +128,16 @@ class IncidentBook:
         objects: tuple[TrackSnapshot, ...],
         measurements: dict[str, float] | None = None,
         zone_id: str | None = None,
+        anchor: tuple[float, float] | None = None,
     ) -> Finding | None:
         """The condition holds for ``key`` at ``now`` (it began at ``started``). Returns START, UPDATE or
         None."""
         inc = self._open.get(key)
         if inc is not None:
             inc.last_trigger, inc.objects, inc.triggers = now, objects, inc.triggers + 1
+            inc.covered.update((o.track_id, o) for o in objects)
+            if anchor is not None:
+                inc.anchor = anchor
             if measurements is not None:
                 inc.measurements = dict(measurements)
             if self.update_interval_s > 0.0 and now - inc.last_emit >= self.update_interval_s:
@@ -135,8 +149,22 @@ class IncidentBook:
             return None
         start = min(now, max(started, self.since))
         inc = Incident(key, zone_id or self.zone_id, start, now, now, objects, dict(measurements or {}))
+        inc.anchor = anchor
+        inc.covered = {o.track_id: o for o in objects}
         self._open[key] = inc
         return self._finding(inc, Phase.START, now, now)
+
+    def successor(self, anchor: tuple[float, float], radius: float, now: float) -> str | None:
+        """The key of an open incident within ``radius`` px of ``anchor`` whose objects were not seen at
+        ``now`` (not triggered this frame): a new track there continues it. None if there is none."""
+        best, best_d = None, radius
+        for inc in self._open.values():
+            if inc.anchor is None or inc.last_trigger >= now:
+                continue
+            d = math.dist(anchor, inc.anchor)
+            if d <= best_d:
+                best, best_d = inc.key, d
+        return best
 
     def end(self, key: str, now: float) -> Finding | None:
         """End an open incident now (the rule knows it is over); None if it is not open."""
@@ -164,6 +192,12 @@ class IncidentBook:
             key=inc.key,
             started=inc.started,
             now=now,
-            objects=inc.objects,
+            objects=_listed(inc),
             measurements=measurements,
         )
+
+
+def _listed(inc: Incident) -> tuple[TrackSnapshot, ...]:
+    current = {o.track_id for o in inc.objects}
+    earlier = tuple(o for tid, o in inc.covered.items() if tid not in current)
+    return (inc.objects + earlier)[:MAX_OBJECTS]

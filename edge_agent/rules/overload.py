@@ -85,6 +85,10 @@ class MotorbikeOverloadRule:
     def state_size(self) -> int:
         return len(self._bike_pairs) + len(self._rider_pairs) + len(self._held) + len(self._member_key)
 
+    def close(self, now: float) -> list[Finding]:
+        """End every open incident now (shutdown, config change): nothing stays open."""
+        return self._book.end_all(now)
+
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
         seen = [t for t in tracks if t.time_since_update == 0 and self._zone.contains(t.anchor)]

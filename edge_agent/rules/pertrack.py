@@ -31,6 +31,10 @@ class PerTrackRule(ABC):
     def tracked_count(self) -> int:
         return len(self._states)
 
+    def close(self, now: float) -> list[Finding]:
+        """End every open incident now (shutdown, config change): nothing stays open."""
+        return self._book.end_all(now)
+
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
         self._carried = carried_persons(tracks, self._classes)

@@ -113,10 +113,11 @@ class IllegalStoppingRuleConfig(RuleBase):
     )
     inertia_frames: int = _inertia()
     end_grace_s: float = Field(
-        default=3.0,
+        default=10.0,
         ge=0.0,
         le=600.0,
-        description="Seconds a stopped vehicle may be unseen before the event ends.",
+        description="Seconds a stopped vehicle may be unseen (a bus in front, a reconnect, a loop) before the "
+        "event ends; a vehicle seen stopped at the same place within it, under any track id, continues it.",
     )
     cooldown_s: float = _cooldown(60.0)
 
@@ -387,6 +388,20 @@ class GatheringRuleConfig(RuleBase):
     )
     min_duration_s: float = Field(
         default=60.0, ge=0.0, le=86_400.0, description="Seconds the group must persist before the event."
+    )
+    max_speed: float = Field(
+        default=0.35,
+        ge=0.0,
+        le=20.0,
+        description="A group whose centre moves faster than this (body heights per second over the last "
+        "speed_window_s; walking is about 0.9) is passing through, not gathering: its persistence restarts. "
+        "0 counts moving groups too (a march).",
+    )
+    speed_window_s: float = Field(
+        default=1.5,
+        gt=0.0,
+        le=30.0,
+        description="Seconds of group-centre history the speed is measured over.",
     )
     end_grace_s: float = _end_grace(10.0)
     update_interval_s: float = _update_interval(60.0)

@@ -181,7 +181,8 @@ class ScheduleConfig(Strict):
 
 
 class ColourSignalConfig(Strict):
-    """A traffic light read from the camera image: the lit colour inside a small box around one signal head.
+    """A traffic light read from the camera image: which lamp of one signal head is lit (brightness and position
+    along the head, hue as a veto; see ``edge_agent.rules.lamps``), or the hue of a one-lamp head.
 
     The head must be seen from the front. It then faces the drivers who obey it, the traffic on the camera's side
     of it driving towards it: away from the camera when the camera looks up the approach from behind the queue
@@ -193,6 +194,49 @@ class ColourSignalConfig(Strict):
     id: Identifier = Field(description="Signal id, unique within the camera.")
     roi: tuple[NormPoint, NormPoint] = Field(
         description="Box around one signal head: top-left and bottom-right corners, normalized 0..1."
+    )
+    lamps: int = Field(
+        default=3,
+        ge=1,
+        le=3,
+        description="Lamps of the head, red first (top or left): 3 red/amber/green, 2 red/green; 1 for a head "
+        "of one lamp (an arrow head, a pedestrian lamp), whose colour then comes from the hue alone.",
+    )
+    layout: Literal["auto", "vertical", "horizontal"] = Field(
+        default="auto",
+        description="How the lamps are stacked; auto: along the longer side of the roi.",
+    )
+    min_lamp_value: int = Field(
+        default=120,
+        ge=1,
+        le=255,
+        description="Brightness (max of B, G, R) the brightest lamp must reach to count as lit.",
+    )
+    min_contrast: int = Field(
+        default=45,
+        ge=1,
+        le=255,
+        description="How much brighter than the housing (the median along the head) the lit lamp must be.",
+    )
+    min_chroma: int = Field(
+        default=40,
+        ge=0,
+        le=255,
+        description="Colourfulness (max - min of B, G, R) that marks lamp light; grey or white background "
+        "without it counts as dark (a lamp's white core counts through its coloured rim).",
+    )
+    ambiguity: float = Field(
+        default=0.75,
+        gt=0.0,
+        lt=1.0,
+        description="A second lamp this bright (fraction of the lit lamp's contrast) makes the reading "
+        "ambiguous: UNKNOWN.",
+    )
+    learn_rate: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="How fast the learned lamp positions follow the lit positions seen (0: fixed equal cells).",
     )
     min_saturation: int = Field(
         default=40,
@@ -207,13 +251,23 @@ class ColourSignalConfig(Strict):
     amber_hue: tuple[int, int] = Field(default=(13, 35), description="Hue band of amber (0..179).")
     green_hue: tuple[int, int] = Field(default=(40, 100), description="Hue band of green (0..179).")
     min_lit_fraction: float = Field(
-        default=0.03, gt=0.0, le=1.0, description="Fraction of the box the winning colour must cover."
+        default=0.03,
+        gt=0.0,
+        le=1.0,
+        description="One-lamp heads: fraction of the box the winning colour must cover.",
     )
     dominance: float = Field(
-        default=1.5, ge=1.0, le=100.0, description="The winning colour needs this many times the runner-up."
+        default=1.5,
+        ge=1.0,
+        le=100.0,
+        description="One-lamp heads: the winning colour needs this many times the runner-up.",
     )
     min_frames: int = Field(
-        default=3, ge=1, le=100, description="Consecutive frames a new state needs before it is reported."
+        default=2,
+        ge=1,
+        le=100,
+        description="Lit readings of a new colour (dark frames between them allowed) before it is reported; "
+        "until then the state is UNKNOWN.",
     )
     dark_hold_s: float = Field(
         default=1.5,

@@ -5,7 +5,9 @@ been inside for ``grace_s`` (counted from the first frame of the confirming stre
 ends when the vehicle is confirmed out of the zone or has been unseen for ``end_grace_s``. A person moving at
 riding speed counts as a motorbike (the scooter under a rider is often not detected; see ``motion``). A
 track that comes back after more than ``end_grace_s`` starts its grace again, and the cooldown keeps the same
-track from raising a second event soon after the first.
+track from raising a second event soon after the first. A new track id inside the zone within half a box
+height of an open incident whose vehicle is unseen (a parked motorbike hidden by a passer-by, a reconnect)
+continues that incident (``IncidentBook.successor``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class SidewalkVehicleRule(PerTrackRule):
             update_interval_s=cfg.update_interval_s,
             gate=ScheduleGate(cfg.schedule, scene.clock),
         )
+        self._alias: dict[int, str] = {}  # track id -> the incident key it continues
         self._states: TrackStates[_State] = TrackStates(
             lambda: _State(Debounced(cfg.inertia_frames)), max(_FORGET_AFTER_S, cfg.end_grace_s)
         )
@@ -69,7 +72,7 @@ class SidewalkVehicleRule(PerTrackRule):
         st, gap = self._states.observe(track.track_id, now)
         if gap > self.cfg.end_grace_s:
             st.inside.reset()  # back after a long absence: its grace starts again
-        key = f"track-{track.track_id}"
+        key = self._alias.get(track.track_id, f"track-{track.track_id}")
         is_vehicle = st.vehicle.check(
             track, now, self._classes, self.cfg.riders, track.track_id in self._carried
         )
@@ -79,7 +82,13 @@ class SidewalkVehicleRule(PerTrackRule):
             return self._book.end(key, now)
         if not is_vehicle or not raw_in:
             return None  # a frame over the edge neither ends nor extends it (inertia, then end_grace_s)
-        since = max(st.inside.since, self._book.since)  # dwell outside the schedule does not count
+        if not self._book.is_open(key):
+            heir = self._book.successor(track.anchor, 0.5 * track.height, now)
+            if heir is not None:
+                key = self._alias[track.track_id] = heir
+                self._prune_aliases()
+        inc = self._book.get(key)  # a continued incident counts from its own start
+        since = inc.started if inc is not None else max(st.inside.since, self._book.since)
         dwell = now - since
         if dwell < self.cfg.grace_s and not self._book.is_open(key):
             return None
@@ -89,4 +98,8 @@ class SidewalkVehicleRule(PerTrackRule):
             started=since,
             objects=(TrackSnapshot.of(track),),
             measurements={"dwell_s": dwell, "rider": 1.0 if st.vehicle.rider else 0.0},
+            anchor=track.anchor,
         )
+
+    def _prune_aliases(self) -> None:
+        self._alias = {tid: key for tid, key in self._alias.items() if self._book.is_open(key)}

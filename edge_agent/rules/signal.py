@@ -5,12 +5,12 @@ Both sources answer ``state(now)`` with RED, AMBER, GREEN or UNKNOWN, and UNKNOW
 (no frame or message recently, nothing lit for too long, two colours lit): the red-light rule raises nothing
 on UNKNOWN, it never guesses.
 
-The colour classifier counts the *lit* pixels of a small box around one signal head (HSV saturation and
-brightness above thresholds) per hue band. Overexposed lamps have a white-yellow core and a coloured halo, so
-the colour is decided by the band with the most lit pixels, which must cover ``min_lit_fraction`` of the box
-and ``dominance`` times the runner-up. LED heads flicker against the camera's shutter (on the Hai Phong clip
-the red lamp reads dark on one frame in six), so a dark head keeps the last state for ``dark_hold_s``; a change
-of colour is reported after ``min_frames`` consecutive readings of the new one (hysteresis).
+A head seen by the camera is read from its lamps (``lamps.read_lamps``): which lamp is lit, by brightness and
+position along the head, with the hue only as a veto (an overexposed red lamp is an orange-white core); the lamp
+layout is learned from the frames. A head of one lamp (an arrow head) is read by hue (``classify_hue``). LED
+heads flicker against the camera's shutter (on the Hai Phong clip the red lamp reads dark on one frame in five),
+so a dark head keeps the last state for ``dark_hold_s``; a new colour is reported after ``min_frames`` lit
+readings of it, and a lit reading of another colour drops the old one at once (``ColourSignal``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-import cv2
 import numpy as np
 
+from edge_agent.rules.lamps import LampReading, Layout, hue_fractions, read_lamps
 from edge_agent.rules.sceneconfig import ColourSignalConfig, ExternalSignalConfig
 from edge_agent.rules.schedule import WallClock
 from edge_agent.types import Frame, Image
@@ -50,31 +50,21 @@ class SignalSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One classification of one crop: ``dark`` when nothing is lit enough to decide."""
+    """One classification of one crop: ``dark`` when nothing is lit enough to decide; ``lamp`` the lamp
+    reader's detail (heads of two or three lamps)."""
 
     state: SignalState
     dark: bool
     fractions: dict[str, float]
+    lamp: LampReading | None = None
 
 
-def _band(hue: np.ndarray, band: tuple[int, int]) -> np.ndarray:
-    lo, hi = band
-    return (hue >= lo) & (hue <= hi) if lo <= hi else (hue >= lo) | (hue <= hi)
-
-
-def classify(crop: Image, cfg: ColourSignalConfig) -> Reading:
-    """Classify a BGR crop of one signal head (see the module notes)."""
+def classify_hue(crop: Image, cfg: ColourSignalConfig) -> Reading:
+    """A head of one lamp: the hue band with the most lit pixels, which must cover ``min_lit_fraction`` of
+    the box and ``dominance`` times the runner-up."""
     if crop.size == 0:
         return Reading(SignalState.UNKNOWN, True, {})
-    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
-    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    lit = (sat >= cfg.min_saturation) & (val >= cfg.min_value)
-    total = float(hue.size)
-    fractions = {
-        SignalState.RED.value: float((lit & _band(hue, cfg.red_hue)).sum()) / total,
-        SignalState.AMBER.value: float((lit & _band(hue, cfg.amber_hue)).sum()) / total,
-        SignalState.GREEN.value: float((lit & _band(hue, cfg.green_hue)).sum()) / total,
-    }
+    fractions = hue_fractions(crop, cfg)
     ranked = sorted(fractions.items(), key=lambda kv: kv[1], reverse=True)
     (best, best_f), (_, second_f) = ranked[0], ranked[1]
     if best_f < cfg.min_lit_fraction:
@@ -84,8 +74,25 @@ def classify(crop: Image, cfg: ColourSignalConfig) -> Reading:
     return Reading(SignalState(best), False, fractions)
 
 
+def classify(crop: Image, cfg: ColourSignalConfig, layout: Layout | None = None) -> Reading:
+    """Classify a BGR crop of one signal head: by lamp position (``lamps`` 2 or 3, learning into ``layout``
+    when given) or by hue (``lamps: 1``)."""
+    if cfg.lamps == 1:
+        return classify_hue(crop, cfg)
+    lamp = read_lamps(crop, cfg, layout or Layout(cfg.lamps, 0.0))
+    state = SignalState.UNKNOWN if lamp.colour is None else SignalState(lamp.colour)
+    return Reading(state, lamp.dark, {}, lamp)
+
+
 class ColourSignal:
-    """Signal state from the colour of a box of the image, with hysteresis over frames."""
+    """Signal state from the lamps of one head in the image, with hysteresis over frames.
+
+    Hysteresis: a new colour is reported after ``min_frames`` lit readings of it (dark frames between them
+    allowed, another colour restarts the count); a lit reading that contradicts the reported colour makes the
+    state UNKNOWN at once (a head never keeps saying red while it shows green); a dark head keeps its colour for
+    ``dark_hold_s`` after its last lit reading (LED flicker, blinking amber); no frame for ``stale_after_s``
+    is UNKNOWN.
+    """
 
     def __init__(self, cfg: ColourSignalConfig, frame_size: tuple[int, int]) -> None:
         width, height = frame_size
@@ -98,6 +105,7 @@ class ColourSignal:
             min(width, max(int(x1 * width) + 1, round(x2 * width))),
             min(height, max(int(y1 * height) + 1, round(y2 * height))),
         )
+        self.layout = Layout(cfg.lamps, cfg.learn_rate) if cfg.lamps > 1 else None
         self._state = SignalState.UNKNOWN
         self.since = 0.0
         self.last_reading: Reading | None = None
@@ -112,26 +120,33 @@ class ColourSignal:
         return image[y1:y2, x1:x2]
 
     def update(self, frame: Frame) -> None:
-        self.observe(classify(self.crop(frame.image), self.cfg), frame.mono)
+        if self._last_frame is not None and frame.mono <= self._last_frame:
+            return  # the same frame again (the pipeline reads heads on every frame and on detect frames)
+        self.observe(classify(self.crop(frame.image), self.cfg, self.layout), frame.mono)
 
     def observe(self, reading: Reading, now: float) -> None:
         """Advance the hysteresis with one reading taken at ``now``."""
         self.last_reading, self._last_frame = reading, now
-        if reading.dark:
+        glow = reading.lamp.glow if reading.lamp is not None else None
+        if reading.dark and glow is None:
             if self._state is not SignalState.UNKNOWN and now - self._last_lit > self.cfg.dark_hold_s:
                 self._set(SignalState.UNKNOWN, now)
             return
-        self._last_lit = now
-        raw = reading.state
+        # A lamp glowing faintly in its own colour on a dark frame is a weak reading of that colour.
+        raw = SignalState(glow) if reading.dark and glow is not None else reading.state
         if raw is self._state:
+            self._last_lit = now
             self._cand_n = 0
             return
+        if raw is not SignalState.UNKNOWN and self._state is not SignalState.UNKNOWN:
+            self._set(SignalState.UNKNOWN, now)  # a lit lamp of another colour: not the old colour any more
         if raw is self._cand and self._cand_n > 0:
             self._cand_n += 1
         else:
             self._cand, self._cand_n, self._cand_since = raw, 1, now
         if self._cand_n >= self.cfg.min_frames:
             self._set(raw, self._cand_since)
+            self._last_lit = now
 
     def _set(self, state: SignalState, since: float) -> None:
         self._state, self.since, self._cand_n = state, since, 0

@@ -78,6 +78,10 @@ class SpeedingRule:
         st = self._states.peek(track_id)
         return None if st is None else self._fit(st)
 
+    def close(self, now: float) -> list[Finding]:
+        """End every open incident now (shutdown, config change): nothing stays open."""
+        return self._book.end_all(now)
+
     def evaluate(self, tracks: Sequence[Track], now: float) -> list[Finding]:
         out = self._book.begin(now)
         for tid in carried_persons(tracks, self._vehicles):

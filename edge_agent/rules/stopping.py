@@ -12,6 +12,13 @@ One small state machine per track. Two debounced facts feed it:
 The incident starts at ``max(still since, inside since)``; once it has lasted ``min_dwell_s`` the rule emits
 one START and stays quiet until END (moved, left the zone, or unseen for more than ``end_grace_s``).
 
+Continuity: a parked car's track breaks when a bus passes in front of it, the stream reconnects or a demo clip
+loops, and the tracker gives it a new id. A track that settles (inside, still for a second) within ``max_radius`` of an
+open incident whose vehicle has been unseen for at most ``end_grace_s`` continues that incident: same key (so
+the same event id), dwell counted from the original start, no new START; the END lists every track id the
+incident covered. The END's dwell runs to the last frame the vehicle was seen stopped, however late the END
+is sent, so it is never shorter than the START's.
+
 With a ``schedule`` the rule is in force only inside its windows: dwell counts from the later of the window's
 opening and the stop, and open incidents end when the window closes.
 """
@@ -32,6 +39,8 @@ from edge_agent.types import Track
 
 # Anchors that form the stationary reference (their median). Few enough to be fixed within a second or two.
 _REF_SAMPLES = 5
+# Seconds a new track must stand still before it may continue an incident (a bus passing in front is not it).
+_SETTLE_S = 1.0
 # Seconds a track's state is kept after it was last seen (and any event ended, any cooldown ran out).
 _FORGET_AFTER_S = 60.0
 
@@ -57,6 +66,10 @@ class _State:
     ok_last: float = 0.0  # last observation that was in the zone and within the radius
     # incident
     event_started: float | None = None
+    dwell_sent: float = 0.0  # the dwell the START reported (an END never reports less)
+    joined: float = 0.0  # when this track took part in the incident (its own START or a rejoin)
+    key: str = ""  # the incident's key (the first track's), kept when a new track id continues it
+    covered: dict[int, TrackSnapshot] = field(default_factory=dict)  # every track the incident covered
     cooldown_until: float = -math.inf
 
 
@@ -100,6 +113,7 @@ class IllegalStoppingRule:
         self._forget_after = max(cfg.end_grace_s, _FORGET_AFTER_S)
         self._states: dict[int, _State] = {}
         self._gate = ScheduleGate(cfg.schedule, clock)
+        self.rejoined = 0  # incidents continued by a new track id
 
     @property
     def tracked_count(self) -> int:
@@ -136,6 +150,28 @@ class IllegalStoppingRule:
                 del self._states[tid]
         return findings
 
+    def close(self, now: float) -> list[Finding]:
+        """End every open stop now (shutdown, config change)."""
+        return [self._end(tid, st, now) for tid, st in self._states.items() if st.event_started is not None]
+
+    def _rejoin(self, tid: int, st: _State, now: float) -> bool:
+        """A settled track without an incident continues an open one at the same place whose vehicle is
+        unseen (see the module notes)."""
+        for otid, other in self._states.items():
+            if otid == tid or other.event_started is None or other.last_seen >= now:
+                continue
+            if now - other.last_seen > self.cfg.end_grace_s or math.dist(st.ref, other.ref) > self._radius:
+                continue
+            st.event_started, st.joined, st.key = other.event_started, now, other.key
+            st.dwell_sent = other.dwell_sent
+            st.covered = {**other.covered, tid: st.snapshot}
+            st.ok_last = now
+            other.event_started, other.covered = None, {}
+            other.cooldown_until = now + self.cfg.cooldown_s  # its old id coming back is no new stop either
+            self.rejoined += 1
+            return True
+        return False
+
     def _lapse(self, tid: int, st: _State, now: float) -> list[Finding]:
         """End the stop of a track unseen for over ``end_grace_s`` (last snapshot kept); reset its state."""
         if now - st.last_seen <= self.cfg.end_grace_s:
@@ -162,15 +198,22 @@ class IllegalStoppingRule:
             st.ok_last = now
 
         if st.event_started is not None:
-            if not st.inside or st.still_since > st.event_started:
+            st.covered[track.track_id] = snapshot
+            if not st.inside or st.still_since > st.joined:
                 return self._end(track.track_id, st, now)
             return None
-        if not st.inside or now < st.cooldown_until or not self._gate.active:
+        if not st.inside or not self._gate.active:
+            return None
+        if within and now - st.still_since >= _SETTLE_S and self._rejoin(track.track_id, st, now):
+            return None
+        if now < st.cooldown_until:
             return None
         started = max(st.still_since, st.inside_since, self._gate.since)
         if now - started < self.cfg.min_dwell_s:
             return None
-        st.event_started = started
+        st.event_started, st.joined, st.key = started, started, f"track-{track.track_id}"
+        st.covered = {track.track_id: snapshot}
+        st.dwell_sent = now - started
         return self._finding(track.track_id, st, Phase.START, started, now, now - started)
 
     def _in_zone(self, p: Point) -> bool:
@@ -222,7 +265,7 @@ class IllegalStoppingRule:
     def _end(self, tid: int, st: _State, now: float) -> Finding:
         """END with the dwell up to the last observation that still satisfied the rule."""
         started = st.event_started if st.event_started is not None else now
-        dwell = max(0.0, st.ok_last - started)
+        dwell = max(0.0, st.ok_last - started, st.dwell_sent)
         st.event_started = None
         st.cooldown_until = now + self.cfg.cooldown_s
         return self._finding(tid, st, Phase.END, started, now, dwell)
@@ -235,10 +278,10 @@ class IllegalStoppingRule:
             zone_id=self.zone_id,
             type=EventType.ILLEGAL_STOPPING,
             phase=phase,
-            key=f"track-{tid}",
+            key=st.key or f"track-{tid}",
             started=started,
             now=now,
-            objects=(st.snapshot,),
+            objects=tuple(st.covered.values()) or (st.snapshot,),
             measurements={"dwell_s": dwell, "displacement_px": st.displacement},
         )
 

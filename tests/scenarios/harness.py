@@ -20,6 +20,7 @@ Recall is matched windows over windows; precision is matching events over events
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import pickle
 import time
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -209,15 +211,37 @@ class DetectionCache:
 # --- running -----------------------------------------------------------------------------------------------
 
 
-def clip_frames(clip: str, seconds: float | None = None) -> Iterator[Frame]:
-    """The clip's frames with file time as the clock: mono ``MONO0 + index / fps``, UTC ``WALL0 + ...``."""
+def clip_frames(clip: str, seconds: float | None = None, passes: int = 1) -> Iterator[Frame]:
+    """The clip's frames with file time as the clock: mono ``MONO0 + index / fps``, UTC ``WALL0 + ...``.
+    With ``passes`` > 1 the clip loops as the agent's demo does (``VideoSource(loop=True)``: the clock runs
+    on across the loop) and ends after that many passes."""
     source = VideoSource(
-        "scenario", str(VIDEOS / clip), realtime=False, loop=False, clock=lambda: MONO0, wall=lambda: WALL0
+        "scenario",
+        str(VIDEOS / clip),
+        realtime=False,
+        loop=passes > 1,
+        clock=lambda: MONO0,
+        wall=lambda: WALL0,
     )
+    per_pass: int | None = None
     for frame in source.frames():
-        if seconds is not None and frame.mono - MONO0 > seconds + 1e-6:
+        if per_pass is None and passes > 1:
+            per_pass = frames_in(clip)
+        if per_pass is not None and frame.index >= per_pass * passes:
+            return
+        if seconds is not None and frame.mono - MONO0 > seconds * passes + 1e-6:
             return
         yield frame
+
+
+def frames_in(clip: str) -> int:
+    """Decoded frames of a clip (counted by decoding: container frame counts are estimates)."""
+    cap = cv2.VideoCapture(str(VIDEOS / clip))
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    return n
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,8 +290,10 @@ def run_scenario(
     cache: DetectionCache,
     evidence_dir: Path,
     evidence: EvidenceConfig | None = None,
+    passes: int = 1,
 ) -> Run:
-    """Run one scenario through tracker, rule, events and evidence (snapshot only unless ``evidence``)."""
+    """Run one scenario through tracker, rule, events and evidence (snapshot only unless ``evidence``);
+    ``passes`` > 1 loops the clip (the detections of a looped frame are those of its frame in the clip)."""
     cam = scenario.camera_config()
     run = Run(scenario)
     store = EvidenceStore(evidence_dir)
@@ -283,14 +309,16 @@ def run_scenario(
     t0 = time.perf_counter()
     pipeline: CameraPipeline | None = None
     last: Frame | None = None
-    for frame in clip_frames(scenario.clip, scenario.seconds):
+    per_pass = frames_in(scenario.clip) if passes > 1 else 0
+    for frame in clip_frames(scenario.clip, scenario.seconds, passes):
         if pipeline is None:
             run.frame_size = (frame.width, frame.height)
             pipeline = CameraPipeline(cam, run.frame_size, unused_detect, ctx, store, sink, evidence=cfg)
         last = frame
         run.frames += 1
         if pipeline.due(frame):
-            dets = cache.get(scenario.clip, cam.detect_fps, frame)
+            in_clip = dataclasses.replace(frame, index=frame.index % per_pass) if per_pass else frame
+            dets = cache.get(scenario.clip, cam.detect_fps, in_clip)
             pipeline.process_detections(frame, dets)
             run.detect_frames += 1
         else:

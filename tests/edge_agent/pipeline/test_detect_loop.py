@@ -144,3 +144,57 @@ def test_handler_failure_is_counted_and_the_loop_goes_on() -> None:
         captures.stop()
     assert loop.stats.handler_errors == {"a": 1}
     assert scheduler.counters("a").selected == int(np.ceil(TOKYO_FRAMES / 30))
+
+
+def test_tick_runs_on_its_clock_whether_frames_come_or_not() -> None:
+    """The pipelines' time-based ends hang on this: ``maybe_tick`` calls ``tick`` once per interval of the
+    injected clock, with or without frames, and a failing tick is counted, not fatal."""
+    captures = readers({"a": str(TOKYO)}, realtime=False)
+    now = [0.0]
+    calls: list[float] = []
+
+    def tick() -> None:
+        calls.append(now[0])
+        if len(calls) == 2:
+            raise RuntimeError("tick bug")
+
+    loop = DetectLoop(
+        captures,
+        DetectScheduler([CameraPlan("a", 1.0)], max_wait_s=None),
+        FakeDetector(),
+        lambda c, f, d, ms: None,
+        tick=tick,
+        tick_every_s=1.0,
+        clock=lambda: now[0],
+    )
+    for t in (0.5, 0.99, 1.0, 1.5, 2.2, 2.3, 3.4, 9.0):
+        now[0] = t
+        loop.maybe_tick()  # no step, no frame: the detector is starved
+    assert calls == [1.0, 2.2, 3.4, 9.0]
+    assert loop.stats.tick_errors == 1
+
+
+def test_observe_sees_every_frame_taken_detected_or_not() -> None:
+    """Signal heads read every frame a reader hands over (the agent's ``observe``), not only the 5 fps the
+    detector gets; a failing observer is counted and the loop goes on."""
+    captures = readers({"a": str(TOKYO)}, realtime=False)
+    scheduler = DetectScheduler([CameraPlan("a", 5.0)], max_wait_s=None)
+    seen: list[int] = []
+    detected: list[int] = []
+
+    def observe(cam: str, frame: Frame) -> None:
+        seen.append(frame.index)
+        if frame.index == 3:
+            raise RuntimeError("head bug")
+
+    loop = DetectLoop(
+        captures, scheduler, FakeDetector(), lambda c, f, d, ms: detected.append(f.index), observe=observe
+    )
+    captures.start()
+    try:
+        run_with_deadline(loop, 60.0)
+    finally:
+        captures.stop()
+    assert seen == list(range(TOKYO_FRAMES))
+    assert detected == list(range(0, TOKYO_FRAMES, 6))
+    assert loop.stats.observe_errors == {"a": 1}

@@ -184,3 +184,27 @@ def test_groups_property(pts, radius, min_persons):
         centre = anchors.mean(axis=0)
         med = float(np.median([t.height for t in g]))
         assert (np.linalg.norm(anchors - centre, axis=1) <= radius * med + 1e-6).all()
+
+
+@pytest.mark.parametrize(
+    ("speed_hps", "max_speed", "fires"),
+    [
+        pytest.param(0.0, 0.35, True, id="standing-group-is-one-gathering"),
+        pytest.param(0.1, 0.35, True, id="shuffling-about-is-standing"),
+        pytest.param(0.9, 0.35, False, id="walking-together-is-not"),
+        pytest.param(0.5, 0.35, False, id="strolling-is-not"),
+        pytest.param(0.9, 0.0, True, id="max-speed-0-counts-a-march"),
+    ],
+)
+def test_gathering_means_standing_together(speed_hps, max_speed, fires):
+    """Five people keeping together for 12 s (longer than min_duration_s 8 s) in view, moving at ``speed_hps``
+    body heights per second (height 150 px: a walk of 0.9 crosses the square in 13 s)."""
+    rule = make_rule(max_speed=max_speed, min_duration_s=8.0)
+    people = crowd([1, 2, 3, 4, 5])
+    out = [
+        f
+        for t in frames(0.0, 12.0, 0.5)
+        for f in rule.evaluate(ring(people, 100 + 150 * speed_hps * t, 700, 120, t), t)
+        if f.phase is Phase.START
+    ]
+    assert len(out) == (1 if fires else 0)

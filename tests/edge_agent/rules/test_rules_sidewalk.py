@@ -174,3 +174,28 @@ def test_state_is_forgotten():
     for t in frames(200.0, 400.0, dt=5.0):
         rule.evaluate([], t)
     assert rule.tracked_count == 0
+
+
+@pytest.mark.parametrize(
+    ("gap_s", "dx", "continues"),
+    [
+        pytest.param(2.0, 0.0, True, id="hidden-2s-new-id-same-place"),
+        pytest.param(2.0, 20.0, True, id="new-box-20px-off"),
+        pytest.param(2.0, 200.0, False, id="another-place-is-another-vehicle"),
+        pytest.param(5.0, 0.0, False, id="back-after-end-grace"),
+    ],
+)
+def test_a_new_track_id_where_the_vehicle_stood_continues_its_incident(gap_s, dx, continues):
+    """A passer-by hides a parked motorbike; the tracker gives it a new id (end_grace_s 3 s)."""
+    rule = make_rule()
+    out = stay(rule, Mover(4, "motorcycle"), 300, 800, 0.0, 10.0)
+    out += [f for t in frames(10.0, 10.0 + gap_s) for f in rule.evaluate([], t)]
+    out += stay(rule, Mover(9, "motorcycle"), 300 + dx, 800, 10.0 + gap_s, 30.0)
+    starts = [f for f in out if f.phase is Phase.START]
+    if continues:
+        assert [(f.phase, f.key) for f in out] == [(Phase.START, "track-4")]
+        [end] = rule.close(30.0)
+        assert (end.key, sorted(o.track_id for o in end.objects)) == ("track-4", [4, 9])
+        assert end.measurements["duration_s"] == pytest.approx(29.8)
+    else:
+        assert [f.key for f in starts] == ["track-4", "track-9"]

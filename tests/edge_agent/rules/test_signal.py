@@ -58,10 +58,63 @@ def test_a_tiny_lit_spot_is_dark():
 
 
 def test_hue_bands_are_configurable():
+    one = CFG.model_copy(update={"lamps": 1})
     orange = head({0: (0, 100, 255)})  # hue ~12: red by default
-    assert classify(orange, CFG).state is R
-    cfg = CFG.model_copy(update={"red_hue": (170, 8), "amber_hue": (9, 35)})
+    assert classify(orange, one).state is R
+    cfg = one.model_copy(update={"red_hue": (170, 8), "amber_hue": (9, 35)})
     assert classify(orange, cfg).state is A
+
+
+@pytest.mark.parametrize(
+    ("crop", "state"),
+    [
+        # Overexposed: the whole lamp reads amber or white by hue; its position says red.
+        pytest.param(head({0: (0, 150, 255)}, core=(230, 250, 255)), R, id="orange-white-top-lamp-is-red"),
+        pytest.param(head({2: (200, 230, 0)}, core=(250, 255, 250)), G, id="white-core-cyan-rim-is-green"),
+        pytest.param(head({2: (250, 255, 250)}), U, id="white-without-a-coloured-rim-is-no-lamp"),
+        pytest.param(head({1: (0, 180, 255)}), A, id="middle-is-amber"),
+        pytest.param(head({0: (60, 220, 30)}), U, id="green-light-in-the-red-lamp-is-ambiguous"),
+        pytest.param(head({1: (200, 60, 200)}), U, id="magenta-reflection-is-no-lamp"),
+    ],
+)
+def test_the_lamp_position_decides_and_the_hue_only_vetoes(crop, state):
+    assert classify(crop, CFG).state is state
+
+
+def test_horizontal_heads_read_left_to_right():
+    img = np.ascontiguousarray(head({2: (60, 220, 30)}).transpose(1, 0, 2))  # 60 wide, 24 high
+    assert classify(img, CFG).state is G
+    assert classify(img, CFG.model_copy(update={"layout": "vertical"})).state is not G
+
+
+def test_two_lamp_heads():
+    img = head({0: (30, 30, 230)})[:40]  # top two lamps of the synthetic head: red and amber positions
+    cfg = CFG.model_copy(update={"lamps": 2})
+    assert classify(img, cfg).state is R
+    img = head({1: (60, 220, 30)})[:40]
+    assert classify(img, cfg).state is G
+
+
+def test_the_layout_is_learned_from_the_lit_positions():
+    """A box drawn with empty space below the head: equal cells would put the head's green lamp in the amber
+    cell; after red and green were each seen lit a few times the lamp centres follow them."""
+
+    def loose(lamps: dict[int, tuple[int, int, int]]) -> np.ndarray:
+        return np.vstack([head(lamps), np.full((30, 24, 3), (90, 90, 90), np.uint8)])  # 90 px, head on top
+
+    red, green = loose({0: (30, 30, 230)}), loose({2: (60, 220, 30)})
+    fixed = ColourSignal(CFG.model_copy(update={"learn_rate": 0.0}), (24, 90))
+    assert classify(green, fixed.cfg, fixed.layout).state is U  # the middle cell, green light: vetoed
+    sig = ColourSignal(CFG, (24, 90))
+    assert sig.layout is not None
+    for _ in range(6):
+        classify(red, CFG, sig.layout)  # red lamp learned near 1/9 of the box
+    assert sig.layout.centres()[0] == pytest.approx(10.5 / 90, abs=0.02)
+    # Green light in the middle cell: vetoed by its hue, but the only green lamp is learned there.
+    assert [classify(green, CFG, sig.layout).state for _ in range(6)][:5] == [U] * 5
+    assert sig.layout.centres()[2] == pytest.approx(50.5 / 90, abs=0.02)
+    assert classify(green, CFG, sig.layout).state is G
+    assert classify(red, CFG, sig.layout).state is R
 
 
 def signal(**kw: object) -> ColourSignal:
@@ -87,14 +140,16 @@ def feed(sig: ColourSignal, pattern: str, start: float = 0.0, dt: float = 0.2) -
 @pytest.mark.parametrize(
     ("pattern", "states"),
     [
-        pytest.param("RRRR", "UURR", id="three-frames-to-switch"),
-        pytest.param("RR.RRR", "UUURRR", id="a-dark-frame-does-not-break-the-streak"),
-        pytest.param("RRRGRRGRR", "UURRRRRRR", id="single-greens-do-not-switch"),
-        pytest.param("RRRGGG", "UURRRG", id="switches-after-three"),
-        pytest.param("RRR.R..R...R", "UURRRRRRRRRR", id="led-flicker-holds-red"),
-        pytest.param("RRR" + "." * 10, "UURRRRRRRRUUU", id="dark-longer-than-hold-is-unknown"),  # 1.5 s hold
-        pytest.param("RRR???", "UURRRU", id="ambiguous-readings-become-unknown"),
-        pytest.param("AAA.A.A.A", "UUAAAAAAA", id="blinking-amber"),
+        pytest.param("RRRR", "URRR", id="two-readings-to-switch"),
+        pytest.param("R.RRR", "UURRR", id="a-dark-frame-does-not-break-the-streak"),
+        pytest.param("RRRGRRGRR", "URRUURUUR", id="a-green-reading-drops-red-at-once"),
+        pytest.param("RRRGGG", "URRUGG", id="switches-after-two"),
+        pytest.param("RRR.R..R...R", "URRRRRRRRRRR", id="led-flicker-holds-red"),
+        pytest.param(
+            "RRR" + "." * 10, "U" + "R" * 9 + "UUU", id="dark-longer-than-hold-is-unknown"
+        ),  # 1.5 s hold
+        pytest.param("RRR???", "URRRUU", id="ambiguous-readings-become-unknown"),
+        pytest.param("AAA.A.A.A", "UAAAAAAAA", id="blinking-amber"),
     ],
 )
 def test_hysteresis(pattern, states):
@@ -104,6 +159,9 @@ def test_hysteresis(pattern, states):
 def test_since_is_the_first_frame_of_the_confirming_streak():
     sig = signal()
     feed(sig, "GGGRRR", start=10.0)
+    assert sig.state(11.0) is R and sig.since == pytest.approx(10.6)
+    sig = signal()
+    feed(sig, "GGGR.R", start=10.0)  # dark frames inside the confirming streak
     assert sig.state(11.0) is R and sig.since == pytest.approx(10.6)
 
 
@@ -120,10 +178,10 @@ def test_stale_without_frames():
 SAIGON = ASSETS / "videos" / "vn_saigon_intersection_cctv_1018x720.mp4"
 HAIPHONG = ASSETS / "videos" / "vn_haiphong_intersection_cctv_1006x720.mp4"
 REAL = [
-    pytest.param(SAIGON, (864, 62, 890, 140), R, id="saigon-main-head-red"),
-    pytest.param(SAIGON, (862, 143, 892, 170), G, id="saigon-right-arrow-green"),
-    pytest.param(HAIPHONG, (976, 124, 1004, 190), R, id="haiphong-main-head-red"),
-    pytest.param(HAIPHONG, (978, 196, 1000, 224), G, id="haiphong-right-arrow-green"),
+    pytest.param(SAIGON, (864, 62, 890, 140), 3, R, id="saigon-main-head-red"),
+    pytest.param(SAIGON, (862, 143, 892, 170), 1, G, id="saigon-right-arrow-green"),
+    pytest.param(HAIPHONG, (976, 124, 1004, 190), 3, R, id="haiphong-main-head-red"),
+    pytest.param(HAIPHONG, (978, 196, 1000, 224), 1, G, id="haiphong-right-arrow-green"),
 ]
 
 
@@ -141,15 +199,16 @@ def _frames(path, n: int) -> list[Frame]:
     return out
 
 
-@pytest.mark.parametrize(("path", "box", "expected"), REAL)
-def test_real_signal_heads(path, box, expected):
+@pytest.mark.parametrize(("path", "box", "lamps", "expected"), REAL)
+def test_real_signal_heads(path, box, lamps, expected):
     if not path.is_file():
         pytest.skip(f"{path.name} is not in {ASSETS} (make assets)")
     frames = _frames(path, 60)  # 3 s
     w, h = frames[0].width, frames[0].height
     x1, y1, x2, y2 = box
     sig = ColourSignal(
-        ColourSignalConfig(source="colour", id="s", roi=((x1 / w, y1 / h), (x2 / w, y2 / h))), (w, h)
+        ColourSignalConfig(source="colour", id="s", roi=((x1 / w, y1 / h), (x2 / w, y2 / h)), lamps=lamps),
+        (w, h),
     )
     seen = set()
     lit = 0
