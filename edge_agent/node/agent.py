@@ -36,7 +36,12 @@ class Agent:
         self.cfg = cfg
         self.stop_event = threading.Event()
         self.detector = OnnxDetector(cfg.model)
-        self.model_ref = ModelRef(name=self.detector.model_name, sha256=self.detector.model_sha256)
+        self.model_ref = ModelRef(
+            name=self.detector.model_name,
+            sha256=self.detector.model_sha256,
+            backend=self.detector.backend_name,
+            backend_version=self.detector.backend_version,
+        )
         # Readers are built (and files checked: CaptureError) here; their threads start in run().
         self.captures = CaptureSet.from_config(cfg.cameras, realtime=realtime)
         lossless = any(r.mode is ReaderMode.LOSSLESS for r in self.captures.readers.values())
@@ -174,11 +179,13 @@ class Agent:
         )
         health.start()
         log.info(
-            "agent %s running %d camera(s) with %s (%s), batches of up to %d",
+            "agent %s running %d camera(s) with %s (%s) on %s %s, batches of up to %d",
             self.cfg.node_id,
             len(self.captures.readers),
             self.model_ref.name,
             self.model_ref.sha256[:12],
+            self.model_ref.backend,
+            self.model_ref.backend_version,
             self.scheduler.max_batch,
         )
         last = time.monotonic()
