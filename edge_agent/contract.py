@@ -104,7 +104,9 @@ class ModelRef(_Strict):
         description="SHA-256 of the model the node ran (an OpenVINO IR: of its .xml bytes then its .bin bytes)."
     )
     backend: str | None = Field(
-        default=None, max_length=32, description="Inference runtime, e.g. onnxruntime, openvino (newer nodes)."
+        default=None,
+        max_length=32,
+        description="Inference runtime, e.g. onnxruntime, openvino (newer nodes).",
     )
     backend_version: str | None = Field(
         default=None, max_length=64, description="Version of that runtime (newer nodes)."

@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, required=True, help="ONNX model: dynamic int8 (dequantized first) or fp32")
+    p.add_argument(
+        "--model", type=Path, required=True, help="ONNX model: dynamic int8 (dequantized first) or fp32"
+    )
     p.add_argument("--calib", nargs="+", required=True, help="clips, stream URLs, image folders or images")
     p.add_argument("--frames", type=int, default=192, help="calibration frames in all (default 192)")
     p.add_argument("--out", type=Path, required=True, help="INT8 IR to write (.xml; the .bin goes beside it)")

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from edge_agent import __version__
@@ -16,7 +17,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.contract import Event, ModelRef, utcnow
 from edge_agent.delivery.heartbeat import CameraSample, LatencyWindow
 from edge_agent.delivery.publisher import Publisher
-from edge_agent.evidence.clips import ClipEncoder
+from edge_agent.evidence.clips import ClipEncoder, ClipRing
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.node.health import HealthServices
 from edge_agent.node.probe import LiveSources, Probe
@@ -27,6 +28,33 @@ from edge_agent.pipeline.events import Context
 from edge_agent.types import Detections, Frame
 
 log = logging.getLogger(__name__)
+
+
+def feed_clip_rings(
+    cfg: AgentConfig, captures: CaptureSet, scheduler: DetectScheduler
+) -> dict[str, ClipRing]:
+    """One clip ring per camera, fed by its capture reader (or its evidence-stream reader), and each reader
+    told which frames anyone wants: the detector's next slot, the ring's next clip frame. Nothing else is
+    converted from YUV or copied."""
+    ev = cfg.evidence
+    rings: dict[str, ClipRing] = {}
+    for cam_id, reader in captures.readers.items():
+        ring = ClipRing(ev.pre_roll_s, ev.clip_fps, ev.clip_max_width) if ev.clip else None
+        feeder = captures.evidence.get(cam_id, reader)
+        if ring is not None:
+            rings[cam_id] = ring
+            feeder.taps.append(ring.push)
+            if feeder is not reader:
+                feeder.want = ring.due_at
+        own_ring = ring if feeder is reader else None
+        reader.want = _want(scheduler, cam_id, own_ring)
+    return rings
+
+
+def _want(scheduler: DetectScheduler, cam_id: str, ring: ClipRing | None) -> Callable[[float], bool]:
+    if ring is None:
+        return lambda mono: scheduler.wants(cam_id, mono)
+    return lambda mono: scheduler.wants(cam_id, mono) or ring.due_at(mono)
 
 
 class Agent:
@@ -49,6 +77,7 @@ class Agent:
         self.loop = DetectLoop(
             self.captures, self.scheduler, self.detector.detect, self._handle, stop=self.stop_event
         )
+        self.rings = feed_clip_rings(cfg, self.captures, self.scheduler)
         self._cams = {c.id: c for c in cfg.cameras}
         self._last_frames: dict[str, Frame] = {}
         self.store = EvidenceStore(cfg.evidence_dir)
@@ -128,6 +157,7 @@ class Agent:
                 self._submit,
                 evidence=self.cfg.evidence,
                 encoder=self.encoder,
+                ring=self.rings.get(camera_id),
             )
             self.pipelines[camera_id] = pipeline
         self.latency[camera_id].record(detect_ms)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from edge_agent.config import CameraConfig, EvidenceConfig
 from edge_agent.contract import Event, Phase
-from edge_agent.evidence.clips import ClipEncoder
+from edge_agent.evidence.clips import ClipEncoder, ClipRing
 from edge_agent.evidence.recorder import EvidenceRecorder
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.geometry import scale
@@ -72,6 +72,7 @@ class CameraPipeline:
         tracker: ByteTracker | None = None,
         evidence: EvidenceConfig | None = None,
         encoder: ClipEncoder | None = None,
+        ring: ClipRing | None = None,
     ) -> None:
         self.cam = cam
         self.frame_size = frame_size
@@ -91,7 +92,11 @@ class CameraPipeline:
         zones_px = {z.id: scale(z.polygon, frame_size[0], frame_size[1]) for z in cam.zones}
         zones_px.update({ln.id: scale(ln.points, frame_size[0], frame_size[1]) for ln in cam.lines})
         self.recorder = EvidenceRecorder(
-            evidence or EvidenceConfig(), store, zones_px, encoder if encoder is not None else ClipEncoder()
+            evidence or EvidenceConfig(),
+            store,
+            zones_px,
+            encoder if encoder is not None else ClipEncoder(),
+            ring=ring,  # the agent's, fed by the capture reader; None: the recorder's own, fed by observe
         )
         self._started: dict[tuple[str, str], Event] = {}  # open incidents' START events, for clip UPDATEs
         self._held_ends: dict[tuple[str, str], Event] = {}  # ENDs waiting for their incident's clip

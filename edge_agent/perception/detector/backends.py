@@ -100,14 +100,18 @@ class OrtBackend:
         wanted = resolve_providers(list(providers) if providers else list(DEFAULT_PROVIDERS), available)
         missing = [p for p in wanted if p not in available]
         if missing:
-            raise BackendError(f"execution providers {missing} are not available here; available: {available}")
+            raise BackendError(
+                f"execution providers {missing} are not available here; available: {available}"
+            )
         opts = ort.SessionOptions()
         if threads > 0:
             opts.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(data, sess_options=opts, providers=wanted)
         except Exception as err:  # onnxruntime raises its own pybind exception types for bad files
-            raise BackendError(f"onnxruntime cannot load {path.name} (corrupt or not an ONNX model?): {err}") from err
+            raise BackendError(
+                f"onnxruntime cannot load {path.name} (corrupt or not an ONNX model?): {err}"
+            ) from err
         self.device = ",".join(wanted)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or not outputs:
@@ -134,7 +138,7 @@ def _ov_metadata(model: Any) -> dict[str, str]:
         for key in ("names", "imgsz", "stride", "task", "description"):
             try:
                 meta[key] = str(section[key].astype(str))
-            except Exception:  # absent key: OpenVINO raises a bare RuntimeError  # noqa: PERF203
+            except Exception:  # absent key: OpenVINO raises a bare RuntimeError
                 continue
     except Exception as err:  # metadata is optional; the detector says what it needs if it is missing
         log.debug("no OpenVINO rt_info metadata: %s", err)
@@ -159,7 +163,9 @@ class OpenVinoBackend:
         except Exception as err:
             raise BackendError(f"OpenVINO cannot read {path.name}: {err}") from err
         if len(model.inputs) != 1 or not model.outputs:
-            raise BackendError(f"{path}: expected one image input and an output, got {len(model.inputs)} inputs")
+            raise BackendError(
+                f"{path}: expected one image input and an output, got {len(model.inputs)} inputs"
+            )
 
         def dims(partial: Any) -> list[int | str | None]:
             return [d.get_length() if d.is_static else None for d in partial]
@@ -185,9 +191,7 @@ def _ort_reads(path: Path) -> bool:
     return path.suffix.lower() == ".onnx"
 
 
-def load(
-    name: str, data: bytes, path: Path, threads: int, providers: Sequence[str] | None
-) -> Backend:
+def load(name: str, data: bytes, path: Path, threads: int, providers: Sequence[str] | None) -> Backend:
     """One runtime, by name; :class:`BackendError` with the reason when it is missing or refuses the model."""
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; known: {list(BACKENDS)} or 'auto'")

@@ -37,7 +37,14 @@ from edge_agent.types import Detections, FloatArray, Image, IntArray
 log = logging.getLogger(__name__)
 
 FETCH_HINT = "python scripts/fetch_assets.py --mirror <dir>"
-__all__ = ["AUTO_ORDER", "DEFAULT_PROVIDERS", "DetectorError", "OnnxDetector", "StageTiming", "resolve_providers"]
+__all__ = [
+    "AUTO_ORDER",
+    "DEFAULT_PROVIDERS",
+    "DetectorError",
+    "OnnxDetector",
+    "StageTiming",
+    "resolve_providers",
+]
 
 
 class DetectorError(RuntimeError):

@@ -198,7 +198,9 @@ def test_threads_and_default_provider(monkeypatch, model_file, threads, expected
 def test_unavailable_provider_is_named(monkeypatch, model_file):
     install(monkeypatch, [1, 3, 640, 640])
     with pytest.raises(DetectorError, match=r"\['NoSuchExecutionProvider'\] are not available"):
-        OnnxDetector(ModelConfig(backend="onnxruntime", path=model_file), providers=["NoSuchExecutionProvider"])
+        OnnxDetector(
+            ModelConfig(backend="onnxruntime", path=model_file), providers=["NoSuchExecutionProvider"]
+        )
 
 
 def test_providers_from_config_auto_and_refusal() -> None:
