@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=192, help="calibration frames in all (default 192)")
     p.add_argument("--out", type=Path, required=True, help="INT8 IR to write (.xml; the .bin goes beside it)")
     p.add_argument("--no-last-conv", action="store_true", help="quantize the head's last 1x1 convs too")
+    p.add_argument("--first-conv", action="store_true", help="keep the stem conv (model.0) in float too")
+    p.add_argument(
+        "--bias-correction",
+        action="store_true",
+        help="NNCF's full bias correction instead of the fast one (slower calibration)",
+    )
     p.add_argument("--fp32-ir", action="store_true", help="also write the fp32 graph as IR (*_fp32ov.xml)")
     args = p.parse_args(argv)
     if args.out.suffix != ".xml":
@@ -74,7 +80,14 @@ def main(argv: list[str] | None = None) -> int:
             ir = save_fp32_ir(fp32_path, args.out.parent / f"{stem.replace('_fp32', '')}_fp32ov.xml")
             print(f"fp32 IR: {ir}")
         frames = sample_frames(args.calib, args.frames)
-        quantize_ir(fp32_path, args.out, frames, last_conv=not args.no_last_conv)
+        quantize_ir(
+            fp32_path,
+            args.out,
+            frames,
+            last_conv=not args.no_last_conv,
+            first_conv=args.first_conv,
+            fast_bias_correction=not args.bias_correction,
+        )
         peak = random_check(args.out)
     except ToolingError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -57,6 +57,8 @@ def quantize_ir(
     *,
     preset: str = "mixed",
     last_conv: bool = True,
+    first_conv: bool = False,
+    fast_bias_correction: bool = True,
     log: Log = print,
 ) -> Path:
     """Quantize ``fp32_onnx`` with NNCF on ``frames`` (letterboxed like the detector) and save INT8 IR."""
@@ -75,6 +77,8 @@ def quantize_ir(
         raise ToolingError(f"{fp32_onnx}: no '/model.N/' node names: not an Ultralytics YOLO export?")
     scope = HEAD_PATTERNS + (LAST_CONV_PATTERNS if last_conv else ())
     patterns = [p.replace(r"model\.\d+", f"model\\.{head}", 1) for p in scope]
+    if first_conv:  # the stem conv sees raw pixels; keeping it float is cheap insurance
+        patterns.append(r".*/model\.0/conv/Conv")
     log(f"  NNCF {nncf.__version__}: {len(frames)} calibration frames, head model.{head} kept in float")
     tensors = [letterbox(img, size)[0][None] for img in frames]
     dataset = nncf.Dataset(tensors)
@@ -83,6 +87,7 @@ def quantize_ir(
         dataset,
         preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
         subset_size=len(tensors),
+        fast_bias_correction=fast_bias_correction,
         ignored_scope=nncf.IgnoredScope(patterns=patterns, types=["Sigmoid"], validate=False),
     )
     out_xml.parent.mkdir(parents=True, exist_ok=True)

@@ -173,7 +173,9 @@ class OpenVinoBackend:
         self.input_shape = dims(model.inputs[0].get_partial_shape())
         self.output_shape = dims(model.outputs[0].get_partial_shape())
         self.metadata = _ov_metadata(model)
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        # f32, not the plugin's default bf16 on CPUs that have it (recent EPYC/Xeon): bf16 moves boxes by
+        # pixels, and the same model must give the same boxes on every box of the fleet.
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads > 0:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
