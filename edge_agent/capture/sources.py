@@ -156,10 +156,12 @@ class CaptureStats:
 
     ``reconnects`` counts successful re-opens after a loss or a stall; ``open_failures`` the attempts that
     failed; ``decode_errors`` the reads of an open live source that returned no image (lost or broken stream),
-    or a file that yielded nothing; ``unseen`` the frames replaced by a newer one before any consumer took them.
+    or a file that yielded nothing; ``unseen`` the frames replaced by a newer one before any consumer took them;
+    ``grab_only`` the frames decoded but never converted to BGR because nobody wanted them (``VideoSource.want``).
     """
 
     frames: int = 0
+    grab_only: int = 0
     decode_errors: int = 0
     reconnects: int = 0
     open_failures: int = 0
