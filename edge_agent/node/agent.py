@@ -30,6 +30,9 @@ from edge_agent.types import Detections, Frame
 log = logging.getLogger(__name__)
 
 
+RING_MARGIN_S = 3.0
+
+
 def feed_clip_rings(
     cfg: AgentConfig, captures: CaptureSet, scheduler: DetectScheduler
 ) -> dict[str, ClipRing]:
@@ -39,7 +42,9 @@ def feed_clip_rings(
     ev = cfg.evidence
     rings: dict[str, ClipRing] = {}
     for cam_id, reader in captures.readers.items():
-        ring = ClipRing(ev.pre_roll_s, ev.clip_fps, ev.clip_max_width) if ev.clip else None
+        # The ring runs ahead of the detector (queued and in-flight frames, detector latency): keep a margin so
+        # a START handled late still finds its whole pre-roll.
+        ring = ClipRing(ev.pre_roll_s + RING_MARGIN_S, ev.clip_fps, ev.clip_max_width) if ev.clip else None
         feeder = captures.evidence.get(cam_id, reader)
         if ring is not None:
             rings[cam_id] = ring
