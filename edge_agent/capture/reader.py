@@ -300,6 +300,13 @@ class CameraReader:
             self._newest_taken = True
             return self._newest
 
+    def untaken_mono(self) -> float | None:
+        """Time of the newest frame if the consumer has not taken it yet (``LATEST`` mode), else None."""
+        if self.mode is ReaderMode.LOSSLESS:
+            return None
+        newest = self._newest  # one read of a reference the reader thread replaces: no lock needed
+        return None if newest is None or self._newest_taken else newest.mono
+
     def latest(self) -> Frame | None:
         """The newest frame read (taken or not), e.g. for a snapshot request."""
         with self._lock:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from edge_agent import __version__
-from edge_agent.capture.reader import CaptureSet, ReaderMode
+from edge_agent.capture.reader import CameraReader, CaptureSet, ReaderMode
 from edge_agent.capture.scheduler import DetectScheduler
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, CameraConfig
 from edge_agent.contract import Event, ModelRef, utcnow
 from edge_agent.delivery.heartbeat import CameraSample, LatencyWindow
 from edge_agent.delivery.publisher import Publisher
@@ -52,14 +52,30 @@ def feed_clip_rings(
             if feeder is not reader:
                 feeder.want = ring.due_at
         own_ring = ring if feeder is reader else None
-        reader.want = _want(scheduler, cam_id, own_ring)
+        reader.want = _want(scheduler, reader, 1.0 / cfg_camera(cfg, cam_id).detect_fps, own_ring)
     return rings
 
 
-def _want(scheduler: DetectScheduler, cam_id: str, ring: ClipRing | None) -> Callable[[float], bool]:
-    if ring is None:
-        return lambda mono: scheduler.wants(cam_id, mono)
-    return lambda mono: scheduler.wants(cam_id, mono) or ring.due_at(mono)
+def cfg_camera(cfg: AgentConfig, cam_id: str) -> CameraConfig:
+    return next(c for c in cfg.cameras if c.id == cam_id)
+
+
+def _want(
+    scheduler: DetectScheduler, reader: CameraReader, hold_s: float, ring: ClipRing | None
+) -> Callable[[float], bool]:
+    """A frame is converted when the clip ring needs it, or when it could be the detector's next frame and
+    the reader is not already holding an untaken one from less than one detect interval earlier (a busy
+    detector would otherwise have every frame converted only to be replaced by the next)."""
+
+    def want(mono: float) -> bool:
+        if ring is not None and ring.due_at(mono):
+            return True
+        if not scheduler.wants(reader.camera_id, mono):
+            return False
+        held = reader.untaken_mono()
+        return held is None or mono - held >= hold_s - 1e-6
+
+    return want
 
 
 class Agent:

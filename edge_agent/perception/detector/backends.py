@@ -170,6 +170,11 @@ class OpenVinoBackend:
         def dims(partial: Any) -> list[int | str | None]:
             return [d.get_length() if d.is_static else None for d in partial]
 
+        shape = model.inputs[0].get_partial_shape()
+        if shape.rank.is_static and len(shape) == 4 and shape[0].is_dynamic and shape[2].is_static:
+            # Batch 1, static: OpenVINO sizes its buffers for the largest batch it has run, and on a CPU a
+            # batch is no faster per image than single runs (measured: +45 MB per extra image at 640).
+            model.reshape([1, 3, shape[2].get_length(), shape[3].get_length()])
         self.input_shape = dims(model.inputs[0].get_partial_shape())
         self.output_shape = dims(model.outputs[0].get_partial_shape())
         self.metadata = _ov_metadata(model)

@@ -104,7 +104,6 @@ def test_backend_gives_onnxruntimes_detections(frames, fp32_model, backend):
 @pytest.mark.parametrize("backend", OTHERS)
 def test_batched_run_equals_single_runs(frames, fp32_model, backend):
     det = OnnxDetector(ModelConfig(path=fp32_model, backend=backend, threads=1))
-    assert det.dynamic_batch
     batch = det.detect(frames[:3])
     for i, img in enumerate(frames[:3]):
         assert_same_detections(det.detect([img])[0], batch[i], f"{backend} batch item {i}")
