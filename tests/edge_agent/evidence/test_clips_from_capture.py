@@ -74,7 +74,9 @@ def test_still_scene_with_gating_gets_a_full_fps_clip(tmp_path):
     rings = feed_clip_rings(cfg, captures, scheduler)
     store = EvidenceStore(tmp_path / "ev")
     encoder = ClipEncoder()
-    recorder = EvidenceRecorder(cfg.evidence, store, {"z": [(0, 0), (640, 0), (640, 360)]}, encoder, rings["cam"])
+    recorder = EvidenceRecorder(
+        cfg.evidence, store, {"z": [(0, 0), (640, 0), (640, 360)]}, encoder, rings["cam"]
+    )
     detected: list[Frame] = []
     clip_started = threading.Event()
 
@@ -88,7 +90,9 @@ def test_still_scene_with_gating_gets_a_full_fps_clip(tmp_path):
         if t >= START_AT and not clip_started.is_set():
             clip_started.set()
             car = TrackSnapshot(1, "car", 0.9, np.array([100, 100, 200, 180], np.float32))
-            finding = Finding("r", "z", EventType.ILLEGAL_STOPPING, Phase.START, "t1", frame.mono, frame.mono, (car,))
+            finding = Finding(
+                "r", "z", EventType.ILLEGAL_STOPPING, Phase.START, "t1", frame.mono, frame.mono, (car,)
+            )
             recorder.start(finding, frame, "test")
 
     loop = DetectLoop(captures, scheduler, detect, handle)

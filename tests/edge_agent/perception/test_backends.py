@@ -20,6 +20,7 @@ from edge_agent.config import ModelConfig
 from edge_agent.perception.detector import backends
 from edge_agent.perception.detector.onnx_detector import DetectorError, OnnxDetector
 from edge_agent.types import Detections, Image
+from tests.fp32_model import make_fp32_dynbatch
 from tests.paths import ASSETS, MODEL_640
 
 CLIPS = (
@@ -58,15 +59,7 @@ def frames() -> list[Image]:
 def fp32_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped model dequantized to fp32 with a dynamic batch (what the OpenVINO path runs)."""
     pytest.importorskip("onnx")
-    from models.tooling.batch import make_batch_dynamic
-    from models.tooling.dequantize import dequantize_dynamic
-    from models.tooling.graph import finalize, load_model, save_model
-
-    fp32, _ = dequantize_dynamic(load_model(MODEL_640))
-    dyn, _ = make_batch_dynamic(fp32)
-    path = tmp_path_factory.mktemp("models") / "yolo11n_coco_640_fp32_dynbatch.onnx"
-    save_model(finalize(dyn, "batch-dynamic"), path)
-    return path
+    return make_fp32_dynbatch(tmp_path_factory.mktemp("models"))
 
 
 def _confident(d: Detections) -> Detections:
@@ -169,7 +162,9 @@ def test_auto_with_nothing_usable_says_why(monkeypatch):
 
     monkeypatch.setattr(backends, "load", load)
     with pytest.raises(backends.BackendError, match="onnxruntime says no.*openvino says no"):
-        backends.choose(b"", Path("m.onnx"), 1, None, lambda b: np.zeros(1, np.float32), list(backends.BACKENDS))
+        backends.choose(
+            b"", Path("m.onnx"), 1, None, lambda b: np.zeros(1, np.float32), list(backends.BACKENDS)
+        )
 
 
 def test_auto_on_the_real_model_reports_its_choice():
