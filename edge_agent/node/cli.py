@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         return _replay(args, cfg, DetectorError)
 
+    from edge_agent.capture.reader import limit_malloc_arenas
     from edge_agent.contract import Topics
     from edge_agent.node.agent import Agent
     from edge_agent.node.enroll import EnrollError, apply_credentials, load_credentials
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, folder, base_dir=args.config.resolve().parent
     )  # last good remote config if newer
 
+    limit_malloc_arenas()  # before any reader or runtime thread exists
     try:
         agent = Agent(remote.current, realtime=False if args.fast else None)
     except (DetectorError, CaptureError) as err:

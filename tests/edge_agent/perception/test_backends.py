@@ -161,7 +161,7 @@ def test_auto_with_nothing_usable_says_why(monkeypatch):
         raise backends.BackendError(f"{name} says no")
 
     monkeypatch.setattr(backends, "load", load)
-    with pytest.raises(backends.BackendError, match="onnxruntime says no.*openvino says no"):
+    with pytest.raises(backends.BackendError, match=r"onnxruntime says no.*openvino says no"):
         backends.choose(
             b"", Path("m.onnx"), 1, None, lambda b: np.zeros(1, np.float32), list(backends.BACKENDS)
         )
