@@ -129,7 +129,7 @@ class CameraReader:
         # ``take``, so nothing counts them as unseen.
         self.consumer = consumer
         # Called in this reader's thread with every frame it converts (the clip ring's push).
-        self.taps: list[Callable[[Frame], None]] = []
+        self.taps: list[Callable[[Frame], object]] = []
         self.tap_errors = 0
         self._want = want
         self.source = source

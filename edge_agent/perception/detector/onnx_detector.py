@@ -187,7 +187,7 @@ class OnnxDetector:
         return np.full((1, 3, size, size), PAD_VALUE / 255.0, dtype=np.float32)
 
     def _resolve_input_size(
-        self, in_shape: list[object], meta: dict[str, str], configured: int | None
+        self, in_shape: Sequence[object], meta: dict[str, str], configured: int | None
     ) -> int:
         h, w = in_shape[2], in_shape[3]
         if isinstance(h, int) and isinstance(w, int):
