@@ -117,7 +117,7 @@ class Agent:
         self.restart_requested = False
 
     # Camera fields read once by the capture readers and the scheduler: a change needs a restart.
-    _RESTART_FIELDS = ("source", "realtime", "loop", "detect_fps", "capture", "motion")
+    _RESTART_FIELDS = ("source", "evidence_source", "realtime", "loop", "detect_fps", "capture", "motion")
 
     def apply_config(self, new: AgentConfig) -> None:
         """``RemoteConfig.on_change``: paho's thread, after validation, before the file is committed.
