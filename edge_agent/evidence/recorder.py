@@ -90,7 +90,9 @@ class EvidenceRecorder:
         if self.encoder is None:
             self.ring: ClipRing | None = None
         else:
-            self.ring = ring if ring is not None else ClipRing(cfg.pre_roll_s, cfg.clip_fps, cfg.clip_max_width)
+            self.ring = (
+                ring if ring is not None else ClipRing(cfg.pre_roll_s, cfg.clip_fps, cfg.clip_max_width)
+            )
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._ready: list[Ready] = []
         self._lock = threading.Lock()

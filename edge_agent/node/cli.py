@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             det = OnnxDetector(cfg.model)
             for c in cfg.cameras:
                 VideoSource(c.id, c.source)
+                if c.evidence_source is not None:  # files are opened and probed; streams only at run
+                    VideoSource(c.id, c.evidence_source)
         except (DetectorError, CaptureError) as err:
             print(f"streetwatch-agent: {err}", file=sys.stderr)
             return EXIT_ASSET
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_CONFIG
         print(
             f"ok: {len(cfg.cameras)} camera(s), model {det.model_name} ({det.input_size}px, {len(det.names)} classes)"
+            f" on {det.backend_name} {det.backend_version}"
+            + (f" ({det.choice.describe()})" if det.choice is not None else "")
         )
         return 0
 
