@@ -1065,7 +1065,15 @@ def _plot(report: dict[str, Any], out: Path) -> None:
         )
         ks = [r["k"] for r in rs]
         label = f"{key[0]} ({key[1]})"
-        ax1.plot(ks, [r["analysed_per_s"] for r in rs], "o-", label=label)
+        line = ax1.plot(ks, [r["analysed_per_s"] for r in rs], "o-", label=f"{label}, measured")[0]
+        if all("projected_analysed_per_s" in r for r in rs) and key[1] != "every":
+            ax1.plot(
+                ks,
+                [r["projected_analysed_per_s"] for r in rs],
+                "s--",
+                color=line.get_color(),
+                label=f"{label}, projected from CPU time (quiet box)",
+            )
         ax2.plot(ks, [r["peak_rss_mb"] for r in rs], "o-", label=label)
     ks = sorted({r["k"] for r in runs})
     fps = report["detect_fps"]
