@@ -110,7 +110,7 @@ class OrtBackend:
             self.session = ort.InferenceSession(data, sess_options=opts, providers=wanted)
         except Exception as err:  # onnxruntime raises its own pybind exception types for bad files
             raise BackendError(
-                f"onnxruntime cannot load {path.name} (corrupt or not an ONNX model?): {err}"
+                f"onnxruntime cannot load model {path} (corrupt or not an ONNX model?): {err}"
             ) from err
         self.device = ",".join(wanted)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
