@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # Install the package with every extra the demo and the tests need (not `export`: that pulls torch).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[edge,central,dev]"
+	$(BIN)/pip install --quiet -e ".[edge,edge-openvino,central,dev]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -100,7 +100,17 @@ class EvidenceRef(_Strict):
 
 class ModelRef(_Strict):
     name: str = Field(min_length=1, max_length=128, description="Model file name.")
-    sha256: Sha256Hex = Field(description="SHA-256 of the model file the node ran.")
+    sha256: Sha256Hex = Field(
+        description="SHA-256 of the model the node ran (an OpenVINO IR: of its .xml bytes then its .bin bytes)."
+    )
+    backend: str | None = Field(
+        default=None,
+        max_length=32,
+        description="Inference runtime, e.g. onnxruntime, openvino (newer nodes).",
+    )
+    backend_version: str | None = Field(
+        default=None, max_length=64, description="Version of that runtime (newer nodes)."
+    )
 
 
 class Event(_Strict):
@@ -247,6 +257,9 @@ class Heartbeat(_Strict):
     disk_free_bytes: int | None = Field(default=None, ge=0, description="Free bytes where the outbox lives.")
     cpu_temp_c: float | None = Field(
         default=None, ge=-60.0, le=200.0, description="CPU/SoC temperature, when the board exposes it."
+    )
+    model: ModelRef | None = Field(
+        default=None, description="Detector the node runs: model hash and inference runtime (newer nodes)."
     )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

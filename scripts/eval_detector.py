@@ -23,7 +23,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from edge_agent.config import ModelConfig
 from edge_agent.perception.detector.evaluation import DetectionEvaluator, EvalResult, F64Array
@@ -123,10 +122,18 @@ def evaluate(
     return evaluator.result(), summarize_latency(timings, cfg.conf_threshold, cfg.iou_threshold), n_boxes
 
 
-def measure_latency(model: Path, data: Path, limit: int | None, threads: int) -> Latency:
+def measure_latency(
+    model: Path, data: Path, limit: int | None, threads: int, backend: str = "onnxruntime"
+) -> Latency:
     """A second pass at the agent's default thresholds: conf 0.001 inflates NMS far beyond what runs live."""
     detector = OnnxDetector(
-        ModelConfig(path=model, conf_threshold=DEPLOY_CONF, iou_threshold=DEPLOY_IOU, threads=threads)
+        ModelConfig(
+            path=model,
+            conf_threshold=DEPLOY_CONF,
+            iou_threshold=DEPLOY_IOU,
+            threads=threads,
+            backend=backend,  # type: ignore[arg-type]  # checked by argparse choices
+        )
     )
     timings: list[StageTiming] = []
     for _, image in iter_samples(data, limit):
@@ -185,7 +192,7 @@ def markdown_section(
             f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
             f"- machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
             f"1-min load average {load[0]:.2f} before, {load[1]:.2f} after (other work inflates latency)",
-            f"- onnxruntime {ort.__version__} (CPUExecutionProvider, intra-op threads "
+            f"- {detector.backend_name} {detector.backend_version} ({detector.backend.device}, threads "
             f"{threads if threads > 0 else 'default'}), numpy {np.__version__}, opencv {cv2.__version__}",
             f"- model: `{detector.model_name}`, input {detector.input_size}, "
             f"sha256 `{detector.model_sha256}`",
@@ -209,7 +216,8 @@ def markdown_section(
 
 
 def section_key(detector: OnnxDetector) -> str:
-    return f"{detector.model_name} threads={detector.config.threads}"
+    suffix = "" if detector.backend_name == "onnxruntime" else f" backend={detector.backend_name}"
+    return f"{detector.model_name} threads={detector.config.threads}{suffix}"
 
 
 def write_section(path: Path, key: str, section: str) -> None:
@@ -235,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: default)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images (quick check)")
     ap.add_argument(
+        "--backend",
+        choices=["auto", "onnxruntime", "openvino"],
+        default="onnxruntime",
+        help="inference runtime (model.backend); OpenVINO also reads IR .xml files",
+    )
+    ap.add_argument(
         "--no-latency",
         action="store_true",
         help=f"skip the second pass at the agent's defaults (conf {DEPLOY_CONF:g}, IoU {DEPLOY_IOU:g})",
@@ -254,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             conf_threshold=args.conf,
             iou_threshold=args.iou,
             threads=args.threads,
+            backend=args.backend,
             merge_classes=[],
         )
     )
@@ -263,7 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     latencies = [eval_latency]
     if not args.no_latency:
-        latencies.append(measure_latency(args.model, args.data, args.limit, args.threads))
+        latencies.append(
+            measure_latency(args.model, args.data, args.limit, args.threads, detector.backend_name)
+        )
     load = (load_before, os.getloadavg()[0])
 
     print(

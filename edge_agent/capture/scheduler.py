@@ -182,6 +182,16 @@ class DetectScheduler:
     def counters(self, camera_id: str) -> CameraCounters:
         return self._cams[camera_id].counters
 
+    def wants(self, camera_id: str, mono: float) -> bool:
+        """Whether a frame of time ``mono`` could still be due (at or after the camera's next slot).
+
+        Readers ask this before converting a decoded frame: any frame it says no to would be skipped as
+        ``not_due`` by ``offer``, since the next slot only moves later. Called from reader threads: it reads
+        one float the detector thread writes.
+        """
+        due = self._cams[camera_id].next_due
+        return due is None or mono >= due - EPS
+
     def has_pending(self, camera_id: str) -> bool:
         return self._cams[camera_id].pending is not None
 

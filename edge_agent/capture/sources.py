@@ -72,23 +72,54 @@ class Capture(Protocol):
 
 
 Opener = Callable[[str, SourceKind, float, float], Capture]
+# Whether anyone will use the frame of this time (monotonic): the detector's next slot, the clip ring's.
+Want = Callable[[float], bool]
 
 
-def open_capture(source: str, kind: SourceKind, open_timeout_s: float, read_timeout_s: float) -> Capture:
+def read_wanted(cap: Capture, wanted: Callable[[], bool]) -> tuple[bool, Any, bool]:
+    """Decode the next frame; convert it to BGR (a copy of the whole picture) only if ``wanted()`` (asked
+    after the decode, so a live frame is judged by its arrival time).
+
+    Returns (ok, image or None, converted). OpenCV's ``grab`` demuxes and decodes; ``retrieve`` converts the
+    decoded YUV picture to a new BGR array, the part a frame nobody uses need not pay. Captures without
+    ``grab``/``retrieve`` (test fakes) always read.
+    """
+    grab = getattr(cap, "grab", None)
+    retrieve = getattr(cap, "retrieve", None)
+    if grab is None or retrieve is None:
+        ok, image = cap.read()
+        return bool(ok) and image is not None, image, True
+    if not grab():
+        return False, None, False
+    if not wanted():
+        return True, None, False
+    ok, image = retrieve()
+    return bool(ok) and image is not None, image, True
+
+
+def open_capture(
+    source: str, kind: SourceKind, open_timeout_s: float, read_timeout_s: float, threads: int = 0
+) -> Capture:
     """Open with OpenCV. Streams get FFmpeg open/read timeouts so a dead camera cannot block a reader forever
-    (OpenCV's FFmpeg backend defaults RTSP to TCP, which survives packet loss without smeared frames)."""
+    (OpenCV's FFmpeg backend defaults RTSP to TCP, which survives packet loss without smeared frames).
+
+    ``threads`` > 0 caps FFmpeg's decoder threads (0: FFmpeg's choice, one per core). With one reader per
+    camera, several cameras already use every core, and each extra decoder thread holds frames of its own.
+    """
     if kind is SourceKind.DEVICE:
         index = int(source) if source.isdigit() else source
         return cv2.VideoCapture(index, cv2.CAP_ANY)
+    params: list[int] = []
+    if threads > 0:
+        params += [cv2.CAP_PROP_N_THREADS, threads]
     if kind is SourceKind.STREAM:
-        params = [
+        params += [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             int(open_timeout_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(read_timeout_s * 1000),
         ]
-        return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
-    return cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG, params)
 
 
 class Backoff:
@@ -125,10 +156,12 @@ class CaptureStats:
 
     ``reconnects`` counts successful re-opens after a loss or a stall; ``open_failures`` the attempts that
     failed; ``decode_errors`` the reads of an open live source that returned no image (lost or broken stream),
-    or a file that yielded nothing; ``unseen`` the frames replaced by a newer one before any consumer took them.
+    or a file that yielded nothing; ``unseen`` the frames replaced by a newer one before any consumer took them;
+    ``grab_only`` the frames decoded but never converted to BGR because nobody wanted them (``VideoSource.want``).
     """
 
     frames: int = 0
+    grab_only: int = 0
     decode_errors: int = 0
     reconnects: int = 0
     open_failures: int = 0
@@ -171,8 +204,11 @@ class VideoSource:
         stats: CaptureStats | None = None,
         first_index: int = 0,
         wall: Callable[[], datetime] | None = None,
+        want: Want | None = None,
+        decode_threads: int = 0,
     ) -> None:
         self.camera_id = camera_id
+        self.want = want  # None: every frame is converted and yielded
         self.source = source
         self.kind = source_kind(source)
         self.realtime = realtime
@@ -186,6 +222,7 @@ class VideoSource:
         self._open_timeout_s = open_timeout_s
         self._read_timeout_s = read_timeout_s
         self._opener = opener
+        self._decode_threads = decode_threads
         self._index = first_index
         self._opened_once = False
         self._failures_in_row = 0
@@ -214,7 +251,12 @@ class VideoSource:
     def _open(self) -> Capture | None:
         self._set_state(SourceState.OPENING)
         try:
-            cap = self._opener(self.source, self.kind, self._open_timeout_s, self._read_timeout_s)
+            if self._decode_threads > 0 and self._opener is open_capture:
+                cap = open_capture(
+                    self.source, self.kind, self._open_timeout_s, self._read_timeout_s, self._decode_threads
+                )
+            else:
+                cap = self._opener(self.source, self.kind, self._open_timeout_s, self._read_timeout_s)
         except cv2.error as err:
             log.warning("camera %s: opening %s raised %s", self.camera_id, self.source, err)
             return None
@@ -231,6 +273,15 @@ class VideoSource:
         self.fps = fps if 1.0 <= fps <= 240.0 else 25.0
         self.size = (int(probe.shape[1]), int(probe.shape[0]))
         return cap
+
+    def _wanted_at(self, mono: float | None) -> Callable[[], bool]:
+        """The question ``read_wanted`` asks after decoding: at file time ``mono``, or (live) at arrival."""
+        want = self.want
+
+        def wanted() -> bool:
+            return want is None or want(self._clock() if mono is None else mono)
+
+        return wanted
 
     def frames(self) -> Iterator[Frame]:
         """Yield frames until the file ends (unless looping) or ``stop`` is set."""
@@ -254,10 +305,10 @@ class VideoSource:
             pass_frames = 0
             try:
                 while not self._stop.is_set():
-                    ok, image = cap.read()
-                    if not ok or image is None:
-                        break
                     pos_s = offset_s + pass_frames / self.fps
+                    ok, image, converted = read_wanted(cap, self._wanted_at(start_mono + pos_s))
+                    if not ok:
+                        break
                     pass_frames += 1
                     if self.realtime:
                         ahead = start_mono + pos_s - self._clock()
@@ -265,6 +316,10 @@ class VideoSource:
                             self._sleep(ahead)
                     self.stats.frames += 1
                     self.stats.last_frame_mono = start_mono + pos_s
+                    if not converted:
+                        self.stats.grab_only += 1
+                        self._index += 1
+                        continue
                     yield Frame(
                         self.camera_id,
                         self._index,
@@ -316,8 +371,8 @@ class VideoSource:
             self._set_state(SourceState.READING)
             try:
                 while not self._stop.is_set():
-                    ok, image = cap.read()
-                    if not ok or image is None:
+                    ok, image, converted = read_wanted(cap, self._wanted_at(None))
+                    if not ok:
                         self.stats.decode_errors += 1
                         log.warning(
                             "camera %s: read failed after frame %d (read errors %d), reconnecting",
@@ -329,6 +384,11 @@ class VideoSource:
                     now = self._clock()
                     self.stats.frames += 1
                     self.stats.last_frame_mono = now
+                    if not converted:
+                        self.stats.grab_only += 1
+                        self._index += 1
+                        self._set_state(SourceState.READING)
+                        continue
                     yield Frame(
                         self.camera_id, self._index, np.asarray(image, dtype=np.uint8), now, self._wall()
                     )

@@ -91,12 +91,7 @@ def load_config(path: Path) -> AgentConfig:
     model = cfg.model
     if not model.path.is_absolute():
         model = model.model_copy(update={"path": (base / model.path).resolve()})
-    cameras = [
-        c.model_copy(update={"source": str((base / c.source).resolve())})
-        if _is_relative_file(c.source)
-        else c
-        for c in cfg.cameras
-    ]
+    cameras = [_resolve_sources(c, base) for c in cfg.cameras]
     evidence_dir = cfg.evidence_dir if cfg.evidence_dir.is_absolute() else (base / cfg.evidence_dir).resolve()
     if cfg.outbox.path is not None and not cfg.outbox.path.is_absolute():
         cfg = cfg.model_copy(
@@ -107,6 +102,15 @@ def load_config(path: Path) -> AgentConfig:
             update={"state": cfg.state.model_copy(update={"dir": (base / cfg.state.dir).resolve()})}
         )
     return cfg.model_copy(update={"model": model, "cameras": cameras, "evidence_dir": evidence_dir})
+
+
+def _resolve_sources(cam: CameraConfig, base: Path) -> CameraConfig:
+    update: dict[str, str] = {}
+    if _is_relative_file(cam.source):
+        update["source"] = str((base / cam.source).resolve())
+    if cam.evidence_source is not None and _is_relative_file(cam.evidence_source):
+        update["evidence_source"] = str((base / cam.evidence_source).resolve())
+    return cam.model_copy(update=update) if update else cam
 
 
 def _is_relative_file(source: str) -> bool:

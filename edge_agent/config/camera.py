@@ -47,6 +47,13 @@ class CaptureConfig(Strict):
     read_timeout_s: float = Field(
         default=5.0, ge=0.5, le=120.0, description="Give up one blocked stream read after this long (FFmpeg)."
     )
+    decode_threads: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="FFmpeg decoder threads per camera (0: one per core). One reader per camera already "
+        "spreads several cameras over the cores, and every extra decoder thread holds frames of its own.",
+    )
     queue_frames: int = Field(
         default=8,
         ge=1,
@@ -118,7 +125,17 @@ class MotionConfig(Strict):
 class CameraConfig(Strict):
     id: Identifier = Field(description="Camera id, unique on the node.")
     name: str = Field(default="", max_length=128, description="Human name, e.g. the street corner.")
-    source: str = Field(min_length=1, description="Video file path, rtsp:// or http(s):// URL.")
+    source: str = Field(
+        min_length=1,
+        description="Video file path, rtsp:// or http(s):// URL the detector reads. With a camera that offers "
+        "a sub-stream, point this at it (e.g. 640x360 at 5-10 fps) and evidence_source at the main stream.",
+    )
+    evidence_source: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Stream for evidence clips (the camera's main, full-resolution stream); None: clips come "
+        "from source. Read by a second reader that only feeds the clip ring at evidence.clip_fps.",
+    )
     realtime: bool = Field(
         default=True, description="Replay files at their own frame rate (False: as fast as possible)."
     )

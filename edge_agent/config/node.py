@@ -12,7 +12,16 @@ from edge_agent.config.base import Strict
 
 
 class ModelConfig(Strict):
-    path: Path = Field(description="ONNX model file (Ultralytics YOLO export, output [B, 4+C, N]).")
+    path: Path = Field(
+        description="Model file: an Ultralytics YOLO ONNX export (output [B, 4+C, N]), or its OpenVINO IR "
+        "(.xml beside its .bin; backend openvino)."
+    )
+    backend: Literal["auto", "onnxruntime", "openvino"] = Field(
+        default="auto",
+        description="Inference runtime. auto: every installed runtime that reads the model file is timed at "
+        "start and the fastest is kept (OpenVINO on x86 CPUs, onnxruntime elsewhere). A runtime named here "
+        "but not installed, or unable to read the model, is refused at start.",
+    )
     input_size: int | None = Field(
         default=None, description="Square input size; None reads it from the model (fixed axes or metadata)."
     )
@@ -26,12 +35,15 @@ class ModelConfig(Strict):
     iou_threshold: float = Field(default=0.45, gt=0.0, lt=1.0, description="Per-class NMS IoU threshold.")
     classes: list[str] | None = Field(default=None, description="Keep only these class names (None: all).")
     threads: int = Field(
-        default=0, ge=0, le=64, description="onnxruntime intra-op threads (0: runtime default)."
+        default=0,
+        ge=0,
+        le=64,
+        description="Inference threads (onnxruntime intra-op, OpenVINO INFERENCE_NUM_THREADS; 0: runtime default).",
     )
     providers: list[str] = Field(
         default=["CPUExecutionProvider"],
         min_length=1,
-        description="onnxruntime execution providers in order of preference, e.g. [CUDAExecutionProvider, "
+        description="onnxruntime only: execution providers in order of preference, e.g. [CUDAExecutionProvider, "
         "CPUExecutionProvider]; ['auto'] picks the best installed one (TensorRT, CUDA, OpenVINO, then CPU). A "
         "provider that is named but not installed is refused at start.",
     )

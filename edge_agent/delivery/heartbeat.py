@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from edge_agent.contract import CameraHealth, Heartbeat, OutboxHealth, utcnow
+from edge_agent.contract import CameraHealth, Heartbeat, ModelRef, OutboxHealth, utcnow
 from edge_agent.delivery.items import OutboxStats
 
 THERMAL_ROOT: Final = Path("/sys/class/thermal")
@@ -110,8 +110,10 @@ class HeartbeatBuilder:
         wall: Callable[[], datetime] = utcnow,
         wall_seconds: Callable[[], float] = time.time,
         thermal_root: Path = THERMAL_ROOT,
+        model: ModelRef | None = None,
     ) -> None:
         self.node_id = node_id
+        self.model = model
         self.software = software
         self.config_version = config_version
         self._cameras = cameras
@@ -136,6 +138,7 @@ class HeartbeatBuilder:
             uptime_s=max(0.0, now - self._started),
             software=self.software[:64],
             config_version=self.config_version,
+            model=self.model,
             cameras=cameras[:64],
             outbox=OutboxHealth(
                 depth=stats.depth,

@@ -118,6 +118,7 @@ class Publisher:
             reconnects=lambda: self.stats.disconnects,
             disk_path=self.outbox.path.parent,
             clock=clock,
+            model=model,
         )
         self._next_purge = clock()
         self._inflight: dict[int, _InFlight] = {}

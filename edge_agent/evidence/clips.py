@@ -1,7 +1,9 @@
 """Pre/post-roll evidence clips: a compact ring of recent frames and an H.264 encoder.
 
 The ring keeps JPEG-compressed, decimated frames (e.g. 5 fps, <= 960 px wide): raw frames for a few seconds of
-8 cameras would cost hundreds of MB on a Pi; JPEGs cost ~3 MB per camera. Encoding goes through the ``ffmpeg``
+8 cameras would cost hundreds of MB on a Pi; JPEGs cost ~3 MB per camera. The agent feeds each camera's ring
+from its capture reader (every decoded frame, or the camera's evidence stream), not from the detector, so a
+clip has the configured fps even when motion gating sends one frame every few seconds to the detector. Encoding goes through the ``ffmpeg``
 binary with libx264 (yuv420p, faststart) so the clip plays in any browser: the OpenCV wheels cannot write
 H.264. Encoding runs on one background thread so a camera loop never waits for it.
 """
@@ -39,8 +41,22 @@ class ClipFrame:
     jpeg: bytes
 
 
+@dataclass(slots=True)
+class Collector:
+    """The frames of one clip: those in the ring when it began, then every stored frame until ``until``."""
+
+    until: float
+    frames: list[ClipFrame]
+    done: bool = False  # a frame at or after ``until`` went through the ring
+
+
 class ClipRing:
-    """The last ``seconds`` of a camera at ``fps``, as JPEGs. Not thread-safe: one camera loop owns it."""
+    """The last ``seconds`` of a camera at ``fps``, as JPEGs, plus the clips being collected from it.
+
+    Thread-safe: the camera's capture reader pushes every frame it decodes (so clips have the configured fps
+    whatever the detector does), the detector thread starts and reads clips. Pushing costs one JPEG encode per
+    stored frame (``fps`` per second), in the reader's thread.
+    """
 
     def __init__(self, seconds: float, fps: float, max_width: int = 960, quality: int = 80) -> None:
         if seconds < 0 or fps <= 0 or max_width < 64:
@@ -50,16 +66,22 @@ class ClipRing:
         self.max_width = max_width
         self.quality = quality
         self._frames: deque[ClipFrame] = deque()
+        self._collectors: list[Collector] = []
         self._last: float | None = None
+        self._lock = threading.Lock()
+        self.pushed = 0  # frames offered
+        self.stored = 0  # frames encoded and kept
+        self.bytes = 0  # JPEG bytes in the ring now
+
+    def due_at(self, mono: float) -> bool:
+        """Whether a frame of time ``mono`` would be stored (the reader converts only such frames)."""
+        last = self._last
+        return last is None or mono - last >= self.interval - 1e-6
 
     def due(self, frame: Frame) -> bool:
-        return self._last is None or frame.mono - self._last >= self.interval - 1e-6
+        return self.due_at(frame.mono)
 
-    def push(self, frame: Frame) -> ClipFrame | None:
-        """Keep the frame if a clip slot is due; returns the stored frame or None when skipped."""
-        if not self.due(frame):
-            return None
-        self._last = frame.mono
+    def _encode(self, frame: Frame) -> ClipFrame | None:
         image = frame.image
         if image.shape[1] > self.max_width:
             h = round(image.shape[0] * self.max_width / image.shape[1]) // 2 * 2
@@ -67,14 +89,50 @@ class ClipRing:
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             return None
-        stored = ClipFrame(frame.mono, frame.wall, bytes(buf.tobytes()))
-        self._frames.append(stored)
-        while self._frames and self._frames[0].mono < frame.mono - self.seconds:
-            self._frames.popleft()
+        return ClipFrame(frame.mono, frame.wall, bytes(buf.tobytes()))
+
+    def push(self, frame: Frame) -> ClipFrame | None:
+        """Keep the frame if a clip slot is due; returns the stored frame or None when skipped.
+
+        Every push also tells the open clips the time: a clip is done at the first frame at or after its end.
+        """
+        stored = None
+        if self.due(frame):
+            self._last = frame.mono
+            stored = self._encode(frame)  # outside the lock: the detector thread never waits for an encode
+        with self._lock:
+            self.pushed += 1
+            if stored is not None:
+                self.stored += 1
+                self._frames.append(stored)
+                self.bytes += len(stored.jpeg)
+                while self._frames and self._frames[0].mono < frame.mono - self.seconds:
+                    self.bytes -= len(self._frames.popleft().jpeg)
+            for c in self._collectors:
+                if stored is not None and (not c.frames or stored.mono > c.frames[-1].mono):
+                    c.frames.append(stored)
+                if frame.mono >= c.until:
+                    c.done = True
+            self._collectors = [c for c in self._collectors if not c.done]
         return stored
 
+    def collect(self, since: float, until: float) -> Collector:
+        """Start a clip: the ring's frames from ``since`` on, then the frames pushed up to ``until``."""
+        with self._lock:
+            c = Collector(until, [f for f in self._frames if f.mono >= since])
+            self._collectors.append(c)
+            return c
+
+    def finish(self, collector: Collector) -> list[ClipFrame]:
+        """Stop collecting (done, timed out or shutting down) and take its frames."""
+        with self._lock:
+            collector.done = True
+            self._collectors = [c for c in self._collectors if c is not collector]
+            return list(collector.frames)
+
     def since(self, mono: float) -> list[ClipFrame]:
-        return [f for f in self._frames if f.mono >= mono]
+        with self._lock:
+            return [f for f in self._frames if f.mono >= mono]
 
     def __len__(self) -> int:
         return len(self._frames)

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_agent.config import EvidenceConfig
 from edge_agent.contract import EvidenceKind
-from edge_agent.evidence.clips import ClipEncoder, ClipFrame, ClipRing
+from edge_agent.evidence.clips import ClipEncoder, ClipRing, Collector
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore, annotate, encode_jpeg
 from edge_agent.rules.base import Finding
 from edge_agent.types import FloatArray, Frame, Image
@@ -23,10 +23,14 @@ from edge_agent.types import FloatArray, Frame, Image
 log = logging.getLogger(__name__)
 
 
+# A clip whose ring stopped being fed (camera lost) is encoded with what it has this long after its end.
+FEED_TIMEOUT_S = 5.0
+
+
 @dataclass(slots=True)
 class _Pending:
     until: float
-    frames: list[ClipFrame]
+    collector: Collector
     submitted: bool = False
 
 
@@ -62,7 +66,12 @@ def crop(
 
 
 class EvidenceRecorder:
-    """One per camera; ``observe`` every decoded frame, ``start`` on a START finding, ``end`` on an END."""
+    """One per camera; ``observe`` frames, ``start`` on a START finding; clips come back through ``ready``.
+
+    ``ring``: a clip ring fed by someone else (the agent's capture reader pushes every decoded frame into it);
+    ``observe`` then only checks pending clips. Without one the recorder keeps its own ring and ``observe``
+    pushes into it, so it must see every frame (replay, tests).
+    """
 
     def __init__(
         self,
@@ -70,13 +79,20 @@ class EvidenceRecorder:
         store: EvidenceStore,
         zones_px: dict[str, list[tuple[float, float]]],
         encoder: ClipEncoder | None = None,
+        ring: ClipRing | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.zones_px = zones_px
         self.encoder = encoder if cfg.clip else None
         self.stats = RecorderStats()
-        self.ring = ClipRing(cfg.pre_roll_s, cfg.clip_fps, cfg.clip_max_width) if self.encoder else None
+        self._owns_ring = ring is None
+        if self.encoder is None:
+            self.ring: ClipRing | None = None
+        else:
+            self.ring = (
+                ring if ring is not None else ClipRing(cfg.pre_roll_s, cfg.clip_fps, cfg.clip_max_width)
+            )
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._ready: list[Ready] = []
         self._lock = threading.Lock()
@@ -84,15 +100,14 @@ class EvidenceRecorder:
     def observe(self, frame: Frame) -> None:
         if self.ring is None:
             return
-        stored = self.ring.push(frame)
+        if self._owns_ring:
+            self.ring.push(frame)
         with self._lock:
             pending = list(self._pending.items())
         for key, p in pending:
             if p.submitted:
                 continue
-            if stored is not None and (not p.frames or stored.mono > p.frames[-1].mono):
-                p.frames.append(stored)
-            if frame.mono >= p.until:
+            if p.collector.done or frame.mono >= p.until + FEED_TIMEOUT_S:
                 self._submit(key, p)
 
     def start(self, finding: Finding, frame: Frame, caption: str) -> tuple[EvidenceFile, ...]:
@@ -113,10 +128,11 @@ class EvidenceRecorder:
                     files.append(self.store.put(encode_jpeg(piece), EvidenceKind.CROP, "image/jpeg"))
                     self.stats.crops += 1
         if self.ring is not None:
-            pre = self.ring.since(frame.mono - self.cfg.pre_roll_s)
+            until = frame.mono + self.cfg.post_roll_s
+            collector = self.ring.collect(frame.mono - self.cfg.pre_roll_s, until)
             key = (finding.rule_id, finding.key)
             with self._lock:
-                self._pending[key] = _Pending(frame.mono + self.cfg.post_roll_s, pre)
+                self._pending[key] = _Pending(until, collector)
         return tuple(files)
 
     def clip_pending(self, rule_id: str, key: str) -> bool:
@@ -125,9 +141,9 @@ class EvidenceRecorder:
             return (rule_id, key) in self._pending
 
     def _submit(self, key: tuple[str, str], p: _Pending) -> None:
-        assert self.encoder is not None
+        assert self.encoder is not None and self.ring is not None
         p.submitted = True
-        frames = list(p.frames)
+        frames = self.ring.finish(p.collector)
 
         def done(data: bytes | None, error: str) -> None:
             files: tuple[EvidenceFile, ...] = ()

@@ -7,16 +7,17 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from edge_agent import __version__
-from edge_agent.capture.reader import CaptureSet, ReaderMode
+from edge_agent.capture.reader import CameraReader, CaptureSet, ReaderMode
 from edge_agent.capture.scheduler import DetectScheduler
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, CameraConfig
 from edge_agent.contract import Event, ModelRef, utcnow
 from edge_agent.delivery.heartbeat import CameraSample, LatencyWindow
 from edge_agent.delivery.publisher import Publisher
-from edge_agent.evidence.clips import ClipEncoder
+from edge_agent.evidence.clips import ClipEncoder, ClipRing
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.node.health import HealthServices
 from edge_agent.node.probe import LiveSources, Probe
@@ -29,6 +30,54 @@ from edge_agent.types import Detections, Frame
 log = logging.getLogger(__name__)
 
 
+RING_MARGIN_S = 3.0
+
+
+def feed_clip_rings(
+    cfg: AgentConfig, captures: CaptureSet, scheduler: DetectScheduler
+) -> dict[str, ClipRing]:
+    """One clip ring per camera, fed by its capture reader (or its evidence-stream reader), and each reader
+    told which frames anyone wants: the detector's next slot, the ring's next clip frame. Nothing else is
+    converted from YUV or copied."""
+    ev = cfg.evidence
+    rings: dict[str, ClipRing] = {}
+    for cam_id, reader in captures.readers.items():
+        # The ring runs ahead of the detector (queued and in-flight frames, detector latency): keep a margin so
+        # a START handled late still finds its whole pre-roll.
+        ring = ClipRing(ev.pre_roll_s + RING_MARGIN_S, ev.clip_fps, ev.clip_max_width) if ev.clip else None
+        feeder = captures.evidence.get(cam_id, reader)
+        if ring is not None:
+            rings[cam_id] = ring
+            feeder.taps.append(ring.push)
+            if feeder is not reader:
+                feeder.want = ring.due_at
+        own_ring = ring if feeder is reader else None
+        reader.want = _want(scheduler, reader, 1.0 / cfg_camera(cfg, cam_id).detect_fps, own_ring)
+    return rings
+
+
+def cfg_camera(cfg: AgentConfig, cam_id: str) -> CameraConfig:
+    return next(c for c in cfg.cameras if c.id == cam_id)
+
+
+def _want(
+    scheduler: DetectScheduler, reader: CameraReader, hold_s: float, ring: ClipRing | None
+) -> Callable[[float], bool]:
+    """A frame is converted when the clip ring needs it, or when it could be the detector's next frame and
+    the reader is not already holding an untaken one from less than one detect interval earlier (a busy
+    detector would otherwise have every frame converted only to be replaced by the next)."""
+
+    def want(mono: float) -> bool:
+        if ring is not None and ring.due_at(mono):
+            return True
+        if not scheduler.wants(reader.camera_id, mono):
+            return False
+        held = reader.untaken_mono()
+        return held is None or mono - held >= hold_s - 1e-6
+
+    return want
+
+
 class Agent:
     """Owns the threads. Construction fails fast (missing model or video) before anything connects."""
 
@@ -36,7 +85,12 @@ class Agent:
         self.cfg = cfg
         self.stop_event = threading.Event()
         self.detector = OnnxDetector(cfg.model)
-        self.model_ref = ModelRef(name=self.detector.model_name, sha256=self.detector.model_sha256)
+        self.model_ref = ModelRef(
+            name=self.detector.model_name,
+            sha256=self.detector.model_sha256,
+            backend=self.detector.backend_name,
+            backend_version=self.detector.backend_version,
+        )
         # Readers are built (and files checked: CaptureError) here; their threads start in run().
         self.captures = CaptureSet.from_config(cfg.cameras, realtime=realtime)
         lossless = any(r.mode is ReaderMode.LOSSLESS for r in self.captures.readers.values())
@@ -50,6 +104,7 @@ class Agent:
             tick=self._tick,
             observe=self._observe,
         )
+        self.rings = feed_clip_rings(cfg, self.captures, self.scheduler)
         self._cams = {c.id: c for c in cfg.cameras}
         self._last_frames: dict[str, Frame] = {}
         self.store = EvidenceStore(cfg.evidence_dir)
@@ -68,7 +123,7 @@ class Agent:
         self.restart_requested = False
 
     # Camera fields read once by the capture readers and the scheduler: a change needs a restart.
-    _RESTART_FIELDS = ("source", "realtime", "loop", "detect_fps", "capture", "motion")
+    _RESTART_FIELDS = ("source", "evidence_source", "realtime", "loop", "detect_fps", "capture", "motion")
 
     def apply_config(self, new: AgentConfig) -> None:
         """``RemoteConfig.on_change``: paho's thread, after validation, before the file is committed.
@@ -129,6 +184,7 @@ class Agent:
                 self._submit,
                 evidence=self.cfg.evidence,
                 encoder=self.encoder,
+                ring=self.rings.get(camera_id),
             )
             self.pipelines[camera_id] = pipeline
         self.latency[camera_id].record(detect_ms)
@@ -193,11 +249,13 @@ class Agent:
         )
         health.start()
         log.info(
-            "agent %s running %d camera(s) with %s (%s), batches of up to %d",
+            "agent %s running %d camera(s) with %s (%s) on %s %s, batches of up to %d",
             self.cfg.node_id,
             len(self.captures.readers),
             self.model_ref.name,
             self.model_ref.sha256[:12],
+            self.model_ref.backend,
+            self.model_ref.backend_version,
             self.scheduler.max_batch,
         )
         last = time.monotonic()

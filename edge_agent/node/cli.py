@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             det = OnnxDetector(cfg.model)
             for c in cfg.cameras:
                 VideoSource(c.id, c.source)
+                if c.evidence_source is not None:  # files are opened and probed; streams only at run
+                    VideoSource(c.id, c.evidence_source)
         except (DetectorError, CaptureError) as err:
             print(f"streetwatch-agent: {err}", file=sys.stderr)
             return EXIT_ASSET
@@ -94,12 +96,15 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_CONFIG
         print(
             f"ok: {len(cfg.cameras)} camera(s), model {det.model_name} ({det.input_size}px, {len(det.names)} classes)"
+            f" on {det.backend_name} {det.backend_version}"
+            + (f" ({det.choice.describe()})" if det.choice is not None else "")
         )
         return 0
 
     if args.command == "replay":
         return _replay(args, cfg, DetectorError)
 
+    from edge_agent.capture.reader import limit_malloc_arenas
     from edge_agent.contract import Topics
     from edge_agent.node.agent import Agent
     from edge_agent.node.enroll import EnrollError, apply_credentials, load_credentials
@@ -118,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, folder, base_dir=args.config.resolve().parent
     )  # last good remote config if newer
 
+    limit_malloc_arenas()  # before any reader or runtime thread exists
     try:
         agent = Agent(remote.current, realtime=False if args.fast else None)
     except (DetectorError, CaptureError) as err:

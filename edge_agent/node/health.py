@@ -152,6 +152,8 @@ class HealthServices:
             software=s.software,
             model=s.model.name,
             model_sha256=s.model.sha256,
+            backend=s.model.backend,
+            backend_version=s.model.backend_version,
             config_version=s.config_version,
             started_at=datetime.fromtimestamp(s.started_wall, UTC),
             uptime_s=max(0.0, now - s.started),

@@ -124,7 +124,14 @@ def _node(e: Exposition, probe: Probe, cams: Sequence[CameraReading]) -> None:
     s = probe.sources
     p = PREFIX
     e.declare(f"{p}info", "gauge", "Constant 1, labelled with the node, software and model.")
-    info = {"node": s.node_id, "version": s.software, "model": s.model.name, "model_sha256": s.model.sha256}
+    info = {
+        "node": s.node_id,
+        "version": s.software,
+        "model": s.model.name,
+        "model_sha256": s.model.sha256,
+        "backend": s.model.backend or "",
+        "backend_version": s.model.backend_version or "",
+    }
     e.add(f"{p}info", 1, info)
     e.declare(f"{p}config_version", "gauge", "Version of the config the agent runs.")
     e.add(f"{p}config_version", s.config_version)

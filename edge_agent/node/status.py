@@ -93,6 +93,8 @@ class AgentStatus(_Model):
     software: str = Field(description="streetwatch version.")
     model: str = Field(description="Detector model file name.")
     model_sha256: str = Field(description="Its SHA-256.")
+    backend: str | None = Field(default=None, description="Inference runtime running it.")
+    backend_version: str | None = Field(default=None, description="That runtime's version.")
     config_version: int = Field(description="Version of the running config.")
     started_at: AwareDatetime = Field(description="When the agent started (UTC).")
     uptime_s: float = Field(ge=0, description="Seconds since start.")
@@ -181,8 +183,9 @@ def summary(status: AgentStatus, now: datetime, found: list[str]) -> str:
     verdict = "UNHEALTHY" if found else "healthy"
     lines = [
         f"node {status.node_id}: {verdict}",
-        f"  software {status.software}, model {status.model} ({status.model_sha256[:12]}), "
-        f"config v{status.config_version}",
+        f"  software {status.software}, model {status.model} ({status.model_sha256[:12]})"
+        + (f" on {status.backend} {status.backend_version or ''}".rstrip() if status.backend else "")
+        + f", config v{status.config_version}",
         f"  agent {status.state}, pid {status.pid}, up {_duration(status.uptime_s)} "
         f"(since {_when(status.started_at)}); status written {_duration(age)} ago",
         "  detector: "

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from edge_agent.config import CameraConfig, EvidenceConfig
 from edge_agent.contract import Event, Phase
-from edge_agent.evidence.clips import ClipEncoder
+from edge_agent.evidence.clips import ClipEncoder, ClipRing
 from edge_agent.evidence.recorder import EvidenceRecorder
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.geometry import scale
@@ -76,6 +76,7 @@ class CameraPipeline:
         tracker: ByteTracker | None = None,
         evidence: EvidenceConfig | None = None,
         encoder: ClipEncoder | None = None,
+        ring: ClipRing | None = None,
         clock: Callable[[], float] = time.monotonic,
         tick_after_s: float = 1.0,
     ) -> None:
@@ -106,7 +107,11 @@ class CameraPipeline:
         zones_px = {z.id: scale(z.polygon, frame_size[0], frame_size[1]) for z in cam.zones}
         zones_px.update({ln.id: scale(ln.points, frame_size[0], frame_size[1]) for ln in cam.lines})
         self.recorder = EvidenceRecorder(
-            evidence or EvidenceConfig(), store, zones_px, encoder if encoder is not None else ClipEncoder()
+            evidence or EvidenceConfig(),
+            store,
+            zones_px,
+            encoder if encoder is not None else ClipEncoder(),
+            ring=ring,  # the agent's, fed by the capture reader; None: the recorder's own, fed by observe
         )
         self._started: dict[tuple[str, str], Event] = {}  # open incidents' START events, for clip UPDATEs
         self._held_ends: dict[tuple[str, str], Event] = {}  # ENDs waiting for their incident's clip

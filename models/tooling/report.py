@@ -88,7 +88,12 @@ def evaluate_map(model: Path, data: Path, limit: int | None, threads: int, quiet
     script = eval_script()
     detector = OnnxDetector(
         ModelConfig(
-            path=model, conf_threshold=MAP_CONF, iou_threshold=MAP_IOU, threads=threads, merge_classes=[]
+            path=model,
+            backend="onnxruntime",  # this report compares onnxruntime models (QDQ vs dynamic int8)
+            conf_threshold=MAP_CONF,
+            iou_threshold=MAP_IOU,
+            threads=threads,
+            merge_classes=[],
         )
     )
     result, _latency, n_boxes = script.evaluate(detector, data, limit, quiet)
@@ -110,7 +115,11 @@ def interleaved_latency(
     detectors = [
         OnnxDetector(
             ModelConfig(
-                path=m, conf_threshold=script.DEPLOY_CONF, iou_threshold=script.DEPLOY_IOU, threads=threads
+                path=m,
+                backend="onnxruntime",
+                conf_threshold=script.DEPLOY_CONF,
+                iou_threshold=script.DEPLOY_IOU,
+                threads=threads,
             )
         )
         for m in models

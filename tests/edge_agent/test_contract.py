@@ -107,3 +107,43 @@ def test_topics() -> None:
 def test_status_model() -> None:
     s = NodeStatus(node_id="n1", state="offline", at=T0)  # type: ignore[arg-type]
     assert json.loads(s.to_json())["schema"] == "streetwatch.status/1"
+
+
+# -- inference backend in the model reference (added fields stay optional: older nodes omit them) ----------
+
+_SHA = "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("payload", "backend"),
+    [
+        ({"name": "m.onnx", "sha256": _SHA}, None),
+        ({"name": "m.xml", "sha256": _SHA, "backend": "openvino", "backend_version": "2026.4.1"}, "openvino"),
+    ],
+)
+def test_model_ref_backend_is_optional_and_round_trips(payload, backend):
+    from edge_agent.contract import ModelRef
+
+    ref = ModelRef.model_validate(payload)
+    assert ref.backend == backend
+    assert ModelRef.model_validate_json(ref.model_dump_json()) == ref
+
+
+def test_heartbeat_carries_the_model_and_old_heartbeats_still_parse():
+    from edge_agent.contract import Heartbeat, ModelRef, OutboxHealth
+
+    beat = Heartbeat(
+        node_id="n1",
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+        uptime_s=1.0,
+        outbox=OutboxHealth(depth=0, uploads=0, bytes=0, max_bytes=1),
+        mqtt_reconnects=0,
+        model=ModelRef(name="m.xml", sha256=_SHA, backend="openvino", backend_version="2026.4.1"),
+    )
+    back = Heartbeat.from_json(beat.to_json())
+    assert back.model is not None and back.model.backend == "openvino"
+    old = json.loads(beat.to_json())
+    del old["model"]
+    assert Heartbeat.model_validate(old).model is None
+    with pytest.raises(ValidationError):
+        ModelRef.model_validate({"name": "m", "sha256": _SHA, "runtime": "x"})  # still strict

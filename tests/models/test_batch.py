@@ -37,7 +37,7 @@ def test_batch_of_three_equals_three_single_runs(dynamic_320, coco128):
 def test_detector_batches_the_dynamic_model(dynamic_320, coco128, tmp_path):
     path = tmp_path / "dyn.onnx"
     save_model(dynamic_320[0], path)
-    det = OnnxDetector(ModelConfig(path=path, conf_threshold=0.25))
+    det = OnnxDetector(ModelConfig(path=path, backend="onnxruntime", conf_threshold=0.25))
     assert det.dynamic_batch and det.input_size == 320
     images = [read_image(coco128, s) for s in IMAGES[:3]]
     together = det.detect(images)

@@ -100,7 +100,9 @@ def test_local_manifest_entries(job):
 @pytest.mark.parametrize("stem", IMAGES)
 def test_quantized_model_finds_the_labelled_objects(job, coco128, stem):
     opts, _ = job
-    detector = OnnxDetector(ModelConfig(path=Path(opts.out), conf_threshold=0.25, iou_threshold=0.45))
+    detector = OnnxDetector(
+        ModelConfig(path=Path(opts.out), backend="onnxruntime", conf_threshold=0.25, iou_threshold=0.45)
+    )
     image = read_image(coco128, stem)
     gt, classes, area = labels_xyxy(coco128, stem, image.shape[1], image.shape[0])
     wanted = (area >= BIG) & np.isin(classes, STREET)

@@ -140,7 +140,7 @@ def load_scenarios(paths: Iterable[Path] | None = None) -> list[Scenario]:
 
 def model_config() -> ModelConfig:
     """The agent's default detector settings (conf 0.1, per-class NMS 0.45, car/truck/bus merge)."""
-    return ModelConfig(path=MODEL_640)
+    return ModelConfig(path=MODEL_640, backend="onnxruntime")  # pinned: auto could pick by load of the day
 
 
 class DetectionCache:

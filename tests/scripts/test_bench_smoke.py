@@ -18,6 +18,7 @@ RUN_FIELDS = (
     "analysed_per_s",
     "wanted_per_s",
     "decoded_per_s",
+    "converted_per_s",
     "skipped_no_motion",
     "dropped_scheduler",
     "dropped_unseen",
@@ -52,8 +53,8 @@ def test_bench_edge_one_camera_two_seconds(tmp_path):
 
     md = proc.stdout
     assert "<!-- bench:edge -->" in md and "<!-- /bench:edge -->" in md
-    assert "| K | mode | analysed/s |" in md
-    assert "| K | mode | decode | preprocess | inference |" in md
+    assert "| backend | K | mode | analysed/s | wanted/s | served |" in md
+    assert "| backend | K | mode | decode | preprocess | inference |" in md
 
     report = json.loads(out.read_text(encoding="utf-8"))
     for key in ("machine", "load_start", "load_end", "runs", "clips"):

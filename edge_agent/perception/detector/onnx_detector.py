@@ -1,4 +1,7 @@
-"""The ONNX detector: an Ultralytics YOLO export run by onnxruntime, frames in, :class:`Detections` out.
+"""The detector: an Ultralytics YOLO export run by one inference backend, frames in, :class:`Detections` out.
+
+The runtime (onnxruntime or OpenVINO, ``backends``) is chosen by ``model.backend``; letterbox, decode, NMS and
+the look-alike merge are ours and identical for every runtime, so backends can only differ in the raw numbers.
 
 Everything that can be read from the model file (class names, input size, whether the batch axis is dynamic)
 is read from it rather than configured, so a config cannot silently disagree with the model it points at.
@@ -8,43 +11,40 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from edge_agent.config import ModelConfig
+from edge_agent.perception.detector import backends
+from edge_agent.perception.detector.backends import (
+    AUTO_ORDER,
+    DEFAULT_PROVIDERS,
+    Backend,
+    BackendError,
+    Choice,
+    resolve_providers,
+)
 from edge_agent.perception.detector.merge import merge_class_groups
 from edge_agent.perception.detector.postprocess import decode
 from edge_agent.perception.detector.preprocess import PAD_VALUE, letterbox, letterbox_batch
 from edge_agent.types import Detections, FloatArray, Image, IntArray
 
+log = logging.getLogger(__name__)
+
 FETCH_HINT = "python scripts/fetch_assets.py --mirror <dir>"
-DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
-# Preference for ``providers: [auto]``. The int8-dynamic models' ConvInteger nodes run on the CPU provider only;
-# onnxruntime places them there by itself, so CPU always stays last in the list as the fallback.
-AUTO_ORDER = (
-    "TensorrtExecutionProvider",
-    "CUDAExecutionProvider",
-    "OpenVINOExecutionProvider",
-    "CPUExecutionProvider",
-)
-
-
-def resolve_providers(wanted: list[str], available: Sequence[str]) -> list[str]:
-    """``["auto"]`` -> the installed providers in ``AUTO_ORDER``; anything else is taken as given.
-
-    >>> resolve_providers(["auto"], ["CPUExecutionProvider", "CUDAExecutionProvider"])
-    ['CUDAExecutionProvider', 'CPUExecutionProvider']
-    >>> resolve_providers(["CPUExecutionProvider"], ["CPUExecutionProvider"])
-    ['CPUExecutionProvider']
-    """
-    if wanted == ["auto"]:
-        return [p for p in AUTO_ORDER if p in available]
-    return wanted
+__all__ = [
+    "AUTO_ORDER",
+    "DEFAULT_PROVIDERS",
+    "DetectorError",
+    "OnnxDetector",
+    "StageTiming",
+    "resolve_providers",
+]
 
 
 class DetectorError(RuntimeError):
@@ -66,6 +66,14 @@ class StageTiming:
     @property
     def total_ms(self) -> float:
         return self.preprocess_ms + self.inference_ms + self.postprocess_ms
+
+
+def _model_bytes(path: Path) -> bytes:
+    """The bytes that define the model: the file, plus the weights file of an OpenVINO IR (.xml + .bin)."""
+    data = path.read_bytes()
+    if path.suffix.lower() == ".xml":
+        data += path.with_suffix(".bin").read_bytes()
+    return data
 
 
 def _parse_literal(meta: dict[str, str], key: str) -> object:
@@ -117,7 +125,7 @@ class OnnxDetector:
         self._config = config
         path = Path(config.path)
         try:
-            data = path.read_bytes()
+            data = _model_bytes(path)
         except OSError as err:
             raise DetectorError(
                 f"cannot read model file {path}: {err.strerror or err}. Fetch the models with: {FETCH_HINT}"
@@ -125,23 +133,19 @@ class OnnxDetector:
         # Hash the very bytes that are loaded, so the reported hash cannot differ from the running model.
         self._sha256 = hashlib.sha256(data).hexdigest()
         self._path = path
-        self._session = self._open_session(data, path, config.threads, providers or config.providers)
+        self.choice: Choice | None = None  # what ``backend: auto`` measured
+        self.backend = self._open_backend(data, path, config, providers or config.providers)
 
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if len(inputs) != 1 or not outputs:
-            raise DetectorError(f"{path}: expected one image input and an output, got {len(inputs)} inputs")
-        in_shape, out_shape = list(inputs[0].shape), list(outputs[0].shape)
+        in_shape, out_shape = list(self.backend.input_shape), list(self.backend.output_shape)
         if len(in_shape) != 4 or len(out_shape) != 3:
             raise DetectorError(
                 f"{path}: expected input [B,3,S,S] and output [B,4+C,N], got {in_shape} {out_shape}"
             )
-        self._input_name = inputs[0].name
-        self._output_name = outputs[0].name
         self._dynamic_batch = not isinstance(in_shape[0], int)
         if not self._dynamic_batch and in_shape[0] != 1:
             raise DetectorError(f"{path}: fixed batch size {in_shape[0]} is not supported (use 1 or dynamic)")
 
-        meta = dict(self._session.get_modelmeta().custom_metadata_map)
+        meta = dict(self.backend.metadata)
         channels = out_shape[1] - 4 if isinstance(out_shape[1], int) else None
         self._names = _names_from_metadata(meta, channels)
         if channels is not None and channels != len(self._names):
@@ -161,30 +165,29 @@ class OnnxDetector:
         self.last_timing: StageTiming | None = None
         self._warm_up()
 
-    @staticmethod
-    def _open_session(
-        data: bytes, path: Path, threads: int, providers: Sequence[str] | None
-    ) -> ort.InferenceSession:
-        available = ort.get_available_providers()
-        wanted = resolve_providers(list(providers) if providers else list(DEFAULT_PROVIDERS), available)
-        missing = [p for p in wanted if p not in available]
-        if missing:
-            raise DetectorError(
-                f"execution providers {missing} are not available here; available: {available}"
-            )
-        opts = ort.SessionOptions()
-        if threads > 0:
-            opts.intra_op_num_threads = threads
+    def _open_backend(
+        self, data: bytes, path: Path, config: ModelConfig, providers: Sequence[str] | None
+    ) -> Backend:
         try:
-            return ort.InferenceSession(data, sess_options=opts, providers=wanted)
-        except Exception as err:  # onnxruntime raises its own pybind exception types for bad files
-            raise DetectorError(
-                f"cannot load model {path} (corrupt or not an ONNX model?): {err}. "
-                f"Re-fetch the models with: {FETCH_HINT}"
-            ) from err
+            if config.backend != "auto":
+                return backends.load(config.backend, data, path, config.threads, providers)
+            backend, self.choice = backends.choose(
+                data, path, config.threads, providers, lambda b: self._probe_tensor(b, config)
+            )
+        except BackendError as err:
+            raise DetectorError(f"{err}. Re-fetch the models with: {FETCH_HINT}") from err
+        log.info("%s", self.choice.describe())
+        return backend
+
+    @staticmethod
+    def _probe_tensor(backend: Backend, config: ModelConfig) -> FloatArray:
+        """A grey frame of the size the model takes: what ``auto`` times each runtime on."""
+        h = backend.input_shape[2]
+        size = h if isinstance(h, int) else config.input_size or _imgsz_from_metadata(backend.metadata) or 640
+        return np.full((1, 3, size, size), PAD_VALUE / 255.0, dtype=np.float32)
 
     def _resolve_input_size(
-        self, in_shape: list[object], meta: dict[str, str], configured: int | None
+        self, in_shape: Sequence[object], meta: dict[str, str], configured: int | None
     ) -> int:
         h, w = in_shape[2], in_shape[3]
         if isinstance(h, int) and isinstance(w, int):
@@ -247,12 +250,19 @@ class OnnxDetector:
     def config(self) -> ModelConfig:
         return self._config
 
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def backend_version(self) -> str:
+        return self.backend.version
+
     def _run(self, tensor: FloatArray) -> FloatArray:
         try:
-            out = self._session.run([self._output_name], {self._input_name: tensor})[0]
+            return self.backend.run(tensor)
         except Exception as err:
             raise DetectorError(f"inference failed on {self._path.name}: {err}") from err
-        return np.asarray(out, dtype=np.float32)
 
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         """Detect objects in BGR frames; one :class:`Detections` per frame, boxes in that frame's pixels.

@@ -171,7 +171,14 @@ def test_scrape_is_valid_text_format_with_every_family(served: tuple[Live, str])
         ("process_start_time_seconds", {}, 1_700_000_000),
         (
             "streetwatch_agent_info",
-            {"node": "node-1", "version": "0.1.0", "model": "yolo.onnx", "model_sha256": SHA},
+            {
+                "node": "node-1",
+                "version": "0.1.0",
+                "model": "yolo.onnx",
+                "model_sha256": SHA,
+                "backend": "openvino",
+                "backend_version": "2026.4.1",
+            },
             1,
         ),
     ],

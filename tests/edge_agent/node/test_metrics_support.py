@@ -140,7 +140,7 @@ class Live:
         return LiveSources(
             node_id="node-1",
             software="0.1.0",
-            model=ModelRef(name="yolo.onnx", sha256=SHA),
+            model=ModelRef(name="yolo.onnx", sha256=SHA, backend="openvino", backend_version="2026.4.1"),
             config_version=7,
             started=900.0,
             started_wall=1_700_000_000.0,

@@ -1,4 +1,4 @@
-"""OnnxDetector's reading of model I/O and its batching, against a fake onnxruntime session.
+"""OnnxDetector's reading of model I/O and its batching, against a fake onnxruntime session (backend onnxruntime).
 
 The shipped models all have a fixed batch of 1 and fixed 640/320 inputs, so the dynamic-axis branches can only
 be reached with a stand-in session; the real model is exercised in test_detector_real.py.
@@ -106,7 +106,7 @@ def test_input_size_and_batch_axis_come_from_the_model(
     monkeypatch, model_file, in_shape, metadata, configured, size, dynamic
 ):
     install(monkeypatch, in_shape, metadata=metadata)
-    det = OnnxDetector(ModelConfig(path=model_file, input_size=configured))
+    det = OnnxDetector(ModelConfig(backend="onnxruntime", path=model_file, input_size=configured))
     assert (det.input_size, det.dynamic_batch) == (size, dynamic)
     assert det.names[:2] == ("c0", "c1") and len(det.names) == 80
     assert det.model_name == "fake.onnx"
@@ -130,12 +130,12 @@ def test_unusable_model_io_is_rejected(
 ):
     install(monkeypatch, in_shape, out_shape=out_shape or [1, 84, 8], metadata=metadata)
     with pytest.raises(error, match=match):
-        OnnxDetector(ModelConfig(path=model_file, input_size=configured))
+        OnnxDetector(ModelConfig(backend="onnxruntime", path=model_file, input_size=configured))
 
 
 def test_names_fall_back_to_indices_without_metadata(monkeypatch, model_file):
     install(monkeypatch, [1, 3, 640, 640], out_shape=[1, 7, 8], metadata={})
-    assert OnnxDetector(ModelConfig(path=model_file)).names == ("0", "1", "2")
+    assert OnnxDetector(ModelConfig(backend="onnxruntime", path=model_file)).names == ("0", "1", "2")
 
 
 def frames() -> list[np.ndarray]:
@@ -151,7 +151,7 @@ def frames() -> list[np.ndarray]:
 @pytest.mark.parametrize(("in_shape", "runs"), [(["batch", 3, 640, 640], [3]), ([1, 3, 640, 640], [1, 1, 1])])
 def test_detect_batches_only_when_the_batch_axis_is_dynamic(monkeypatch, model_file, in_shape, runs):
     fake = install(monkeypatch, in_shape)
-    det = OnnxDetector(ModelConfig(path=model_file))
+    det = OnnxDetector(ModelConfig(backend="onnxruntime", path=model_file))
     assert fake.batches == [1], "one warm-up run at construction"
     assert det.last_timing is None
     results = det.detect(frames())
@@ -169,19 +169,19 @@ def test_detect_batches_only_when_the_batch_axis_is_dynamic(monkeypatch, model_f
 
 def test_detect_of_nothing_runs_nothing(monkeypatch, model_file):
     fake = install(monkeypatch, [1, 3, 640, 640])
-    assert OnnxDetector(ModelConfig(path=model_file)).detect([]) == []
+    assert OnnxDetector(ModelConfig(backend="onnxruntime", path=model_file)).detect([]) == []
     assert fake.batches == [1]
 
 
 def test_class_filter_uses_model_names(monkeypatch, model_file):
     install(monkeypatch, [1, 3, 640, 640])
-    det = OnnxDetector(ModelConfig(path=model_file, classes=["c7"]))
+    det = OnnxDetector(ModelConfig(backend="onnxruntime", path=model_file, classes=["c7"]))
     assert [len(r) for r in det.detect(frames())] == [0, 1, 0]
 
 
 def test_runtime_failure_is_a_detector_error(monkeypatch, model_file):
     fake = install(monkeypatch, [1, 3, 640, 640])
-    det = OnnxDetector(ModelConfig(path=model_file))
+    det = OnnxDetector(ModelConfig(backend="onnxruntime", path=model_file))
     fake.fail = True
     with pytest.raises(DetectorError, match=r"inference failed on fake\.onnx"):
         det.detect(frames()[:1])
@@ -190,7 +190,7 @@ def test_runtime_failure_is_a_detector_error(monkeypatch, model_file):
 @pytest.mark.parametrize(("threads", "expected"), [(0, 0), (3, 3)])
 def test_threads_and_default_provider(monkeypatch, model_file, threads, expected):
     fake = install(monkeypatch, [1, 3, 640, 640])
-    OnnxDetector(ModelConfig(path=model_file, threads=threads))
+    OnnxDetector(ModelConfig(backend="onnxruntime", path=model_file, threads=threads))
     assert fake.threads == expected
     assert fake.providers == ["CPUExecutionProvider"]
 
@@ -198,7 +198,9 @@ def test_threads_and_default_provider(monkeypatch, model_file, threads, expected
 def test_unavailable_provider_is_named(monkeypatch, model_file):
     install(monkeypatch, [1, 3, 640, 640])
     with pytest.raises(DetectorError, match=r"\['NoSuchExecutionProvider'\] are not available"):
-        OnnxDetector(ModelConfig(path=model_file), providers=["NoSuchExecutionProvider"])
+        OnnxDetector(
+            ModelConfig(backend="onnxruntime", path=model_file), providers=["NoSuchExecutionProvider"]
+        )
 
 
 def test_providers_from_config_auto_and_refusal() -> None:
@@ -209,10 +211,14 @@ def test_providers_from_config_auto_and_refusal() -> None:
     from tests.paths import MODEL_640
 
     assert resolve_providers(["auto"], ort.get_available_providers())[-1] == "CPUExecutionProvider"
-    det = OnnxDetector(ModelConfig(path=MODEL_640, providers=["auto"]))
-    assert det._session.get_providers()[-1] == "CPUExecutionProvider"
+    det = OnnxDetector(ModelConfig(path=MODEL_640, backend="onnxruntime", providers=["auto"]))
+    assert det.backend.session.get_providers()[-1] == "CPUExecutionProvider"
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(DetectorError, match=r"CUDAExecutionProvider.*not available"):
             OnnxDetector(
-                ModelConfig(path=MODEL_640, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+                ModelConfig(
+                    path=MODEL_640,
+                    backend="onnxruntime",
+                    providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+                )
             )
