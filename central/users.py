@@ -31,7 +31,7 @@ def bootstrap_admin(session: Session, username: str, password: str, now: datetim
                 updated_at=now,
             )
         )
-        audit.record(session, at=now, username=None, action="user.bootstrap", target=f"user:{username}")
+        audit.record(session, at=now, actor=None, action="user.bootstrap", target=f"user:{username}")
         log.info("created admin user %r", username)
         return
     changed = []
@@ -46,10 +46,10 @@ def bootstrap_admin(session: Session, username: str, password: str, now: datetim
         audit.record(
             session,
             at=now,
-            username=None,
+            actor=None,
             action="user.bootstrap",
             target=f"user:{username}",
-            detail={"changed": changed},
+            details={"changed": changed},
         )
         log.info("updated admin user %r (%s)", username, ", ".join(changed))
 

@@ -31,10 +31,10 @@ def api_login(body: LoginIn, request: Request, db: DbSession, central: CentralDe
     user = authenticate(db, body.username, body.password)
     target = f"user:{body.username[:64]}"
     if user is None:
-        audit.record(db, at=central.clock(), username=None, action="login.failed", target=target)
+        audit.record(db, at=central.clock(), actor=None, action="login.failed", target=target)
         db.commit()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
-    audit.record(db, at=central.clock(), username=user.username, action="login", target=target)
+    audit.record(db, at=central.clock(), actor=user.username, action="login", target=target)
     db.commit()
     login_session(request, user)
     return UserOut(username=user.username, role=user.role)

@@ -128,7 +128,7 @@ def login_submit(
 ) -> Response:
     user = authenticate(db, username, password)
     if user is None:
-        audit.record(db, at=central.clock(), username=None, action="login.failed", target=f"user:{username}")
+        audit.record(db, at=central.clock(), actor=None, action="login.failed", target=f"user:{username}")
         db.commit()
         lang = choose_language(request.session, None)
         safe_next = _safe_next(next)
@@ -139,7 +139,7 @@ def login_submit(
             "self_path": f"/login?next={quote(safe_next, safe='/')}",
         }
         return render(request, "login.html", context, user=None, status_code=status.HTTP_401_UNAUTHORIZED)
-    audit.record(db, at=central.clock(), username=user.username, action="login", target=f"user:{username}")
+    audit.record(db, at=central.clock(), actor=user.username, action="login", target=f"user:{username}")
     db.commit()
     login_session(request, user)
     return RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)

@@ -91,10 +91,10 @@ def submit_config(
     audit.record(
         session,
         at=now,
-        username=username,
+        actor=username,
         action="node.config",
         target=f"node:{node_id}",
-        detail={"version": version, "cameras": [c.id for c in cfg.cameras]},
+        details={"version": version, "cameras": [c.id for c in cfg.cameras]},
     )
     return row
 
@@ -150,9 +150,9 @@ def record_applied(session: Session, node_id: str, answer: ConfigApplied, now: d
     audit.record(
         session,
         at=now,
-        username=None,
+        actor=None,
         action="node.config.restamp",
         target=f"node:{node_id}",
-        detail={"from": desired, "to": version, "node_runs": answer.running_version, "reason": answer.error},
+        details={"from": desired, "to": version, "node_runs": answer.running_version, "reason": answer.error},
     )
     return Recorded.RESTAMPED
