@@ -22,7 +22,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central import __version__
-from central.api import routes_api, routes_evidence, routes_health, routes_nodes, routes_web
+from central.api import routes_api, routes_events, routes_evidence, routes_health, routes_nodes, routes_web
 from central.api.deps import LoginRequiredError
 from central.context import Central
 from central.db import migrate
@@ -189,6 +189,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(routes_health.router)
     app.include_router(routes_api.router)
+    app.include_router(routes_events.router)
     app.include_router(routes_evidence.router)
     app.include_router(routes_nodes.router)
     app.include_router(routes_web.router)

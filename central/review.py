@@ -101,7 +101,9 @@ def _bump(session: Session, event: EventRow, version: int, **values: Any) -> Non
     session.refresh(event)
 
 
-def claim(session: Session, event: EventRow, *, username: str, role: str, now: datetime, lease_s: int) -> None:
+def claim(
+    session: Session, event: EventRow, *, username: str, role: str, now: datetime, lease_s: int
+) -> None:
     """Claim ``event`` for ``lease_s`` seconds (renews one's own claim); 409 when another officer holds it."""
     if role not in DECIDER_ROLES:
         raise ReviewError("error_forbidden", "your role may not claim events", 403)

@@ -55,6 +55,7 @@ class DecisionKind(StrEnum):
     CONFIRM = "confirm"
     DISMISS = "dismiss"
     ESCALATE = "escalate"
+    REOPEN = "reopen"  # a supervisor sends a decided event back to the queue (with a reason)
 
 
 class Role(StrEnum):
@@ -86,6 +87,9 @@ class EventRow(Base):
         Index("ix_events_started_at", "started_at"),
         Index("ix_events_type", "type"),
         Index("ix_events_camera_id", "camera_id"),
+        # The queue's keyset orders (central/queue.py): per ward, by status, escalated first, oldest first.
+        Index("ix_events_queue", "ward_id", "review_status", "escalated", "started_at", "event_id"),
+        Index("ix_events_ward_started", "ward_id", "started_at", "event_id"),
     )
 
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -107,6 +111,17 @@ class EventRow(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     review_status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.PENDING.value, index=True)
+    # Issue 9 (central/scope.py, central/claims.py, central/queue.py): the ward the camera belonged to when
+    # the event arrived, a version every change bumps (decisions carry it; a stale one is a 409), the claim
+    # lease, flags the queue sorts and filters on, and the labels as ",car,truck," for the class filter.
+    ward_id: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    claimed_by: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    labels: Mapped[str] = mapped_column(String(255), default="")
+    changed_after_decision: Mapped[bool] = mapped_column(Boolean, default=False)
 
     decisions: Mapped[list[DecisionRow]] = relationship(
         back_populates="event", order_by="DecisionRow.decided_at", lazy="selectin"
@@ -138,6 +153,9 @@ class DecisionRow(Base):
     # Named ``username`` rather than ``user``: ``user`` is a reserved word in PostgreSQL.
     username: Mapped[str] = mapped_column(String(ID_LEN))
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    event_version: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="The event version the decision was made on (None: before issue 9)."
+    )
 
     event: Mapped[EventRow] = relationship(back_populates="decisions")
 
@@ -327,3 +345,7 @@ class AppendOnlyError(RuntimeError):
 @event.listens_for(AuditRow, "before_delete")
 def _refuse_audit_change(mapper: Mapper[AuditRow], connection: object, target: AuditRow) -> None:
     raise AppendOnlyError("audit_log is append-only; rows may not be updated or deleted")
+
+
+# Wards, cameras, claims history, cases (issue 9) live in their own module on the same metadata.
+from central.db import wards as _wards  # noqa: E402, F401
