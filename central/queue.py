@@ -28,6 +28,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 GROUP_WINDOW = timedelta(minutes=10)
 ORDERS = ("oldest", "newest")
+QUERY_KEYS = ("status", "ward", "camera", "zone", "type", "label", "claimed_by", "since", "until", "order")
 MAX_TEXT = 64
 
 
