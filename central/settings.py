@@ -161,8 +161,11 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Ho_Chi_Minh)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like Asia/Ho_Chi_Minh)"
+            ) from None
         return value
+
     node_token: SecretStr = Field(
         description=(
             f"Bearer token nodes present when uploading evidence (required; at least {MIN_NODE_TOKEN_LENGTH} "

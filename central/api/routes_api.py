@@ -4,43 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import select
 
-from central import audit, queue
-from central.api.deps import ApiUser, CentralDep, DbSession, login_session
+from central import queue
+from central.api.deps import ApiUser, DbSession
 from central.api.schemas import (
     DeadLetterOut,
-    LoginIn,
     UserOut,
 )
 from central.db.models import DeadLetterRow, Role
-from central.users import authenticate
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
 DEAD_LETTER_ROLES = frozenset({Role.ADMIN.value, Role.TECHNICIAN.value})
-
-
-@router.post("/login", response_model=UserOut)
-def api_login(body: LoginIn, request: Request, db: DbSession, central: CentralDep) -> UserOut:
-    """Check a username/password and set the session cookie (401 on mismatch)."""
-    user = authenticate(db, body.username, body.password)
-    target = f"user:{body.username[:64]}"
-    if user is None:
-        audit.record(db, at=central.clock(), actor=None, action="login.failed", target=target)
-        db.commit()
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
-    audit.record(db, at=central.clock(), actor=user.username, action="login", target=target)
-    db.commit()
-    login_session(request, user)
-    return UserOut(username=user.username, role=user.role)
-
-
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-def api_logout(request: Request) -> None:
-    """End the session (idempotent)."""
-    request.session.clear()
 
 
 @router.get("/me", response_model=UserOut)

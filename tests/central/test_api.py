@@ -47,12 +47,15 @@ def test_api_login(client: TestClient, db: Database) -> None:
     bad = client.post("/api/v1/login", json={"username": "admin", "password": "nope-nope"})
     assert bad.status_code == 401
     good = client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-    assert good.json() == {"username": "admin", "role": "admin"}
+    body = good.json()
+    assert (body["username"], body["role"], body["wards"]) == ("admin", "admin", [])
+    assert len(body["csrf_token"]) >= 32
     assert client.get("/api/v1/me").json()["username"] == "admin"
     with db.session() as session:
         actions = [row.action for row in session.scalars(select(AuditRow).order_by(AuditRow.id))]
     assert actions == ["user.bootstrap", "login.failed", "login"]
-    assert client.post("/api/v1/logout").status_code == 204
+    assert client.post("/api/v1/logout").status_code == 403  # no CSRF header
+    assert client.post("/api/v1/logout", headers={"X-CSRF-Token": body["csrf_token"]}).status_code == 204
     assert client.get("/api/v1/me").status_code == 401
 
 

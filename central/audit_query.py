@@ -1,0 +1,73 @@
+"""Reading the audit log: filters (actor, action, target, local date range) and keyset pages, newest first.
+
+Dates people type are local days in the deployment's time zone (``STREETWATCH_TIMEZONE``); they are turned
+into UTC bounds here, so "2026-12-06" means the officer's 6 December, not UTC's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from central.db.models import AuditRow
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None  # exact, or a prefix ending in "." ("login." = every login outcome)
+    target: str | None = None  # substring
+    day_from: date | None = None  # local, inclusive
+    day_to: date | None = None  # local, inclusive
+
+
+def _local_midnight_utc(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=zone)
+
+
+def _query(flt: AuditFilter, zone: ZoneInfo) -> Select[tuple[AuditRow]]:
+    query = select(AuditRow)
+    if flt.actor:
+        query = query.where(AuditRow.username == flt.actor)
+    if flt.action:
+        if flt.action.endswith("."):
+            query = query.where(AuditRow.action.startswith(flt.action, autoescape=True))
+        else:
+            query = query.where(AuditRow.action == flt.action)
+    if flt.target:
+        query = query.where(AuditRow.target.contains(flt.target, autoescape=True))
+    if flt.day_from:
+        query = query.where(AuditRow.at >= _local_midnight_utc(flt.day_from, zone))
+    if flt.day_to:
+        query = query.where(AuditRow.at < _local_midnight_utc(flt.day_to + timedelta(days=1), zone))
+    return query
+
+
+def page(
+    session: Session,
+    flt: AuditFilter,
+    *,
+    zone: ZoneInfo,
+    before_id: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> tuple[list[AuditRow], int | None]:
+    """One page of matching rows, newest first, and the ``before_id`` of the next page (None: no more)."""
+    query = _query(flt, zone)
+    if before_id is not None:
+        query = query.where(AuditRow.id < before_id)
+    rows = list(session.scalars(query.order_by(AuditRow.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)
+
+
+def actions(session: Session) -> list[str]:
+    """The distinct actions recorded so far (for the page's filter list)."""
+    return sorted(session.scalars(select(AuditRow.action).distinct()))
