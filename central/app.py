@@ -34,6 +34,8 @@ from central.api import (
     routes_health,
     routes_nodes,
     routes_review,
+    routes_stats,
+    routes_wards,
     routes_web,
 )
 from central.api.deps import LoginRequiredError, PasswordChangeRequiredError
@@ -216,6 +218,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(routes_review.router)
     app.include_router(routes_cases.router)
     app.include_router(routes_cases.api_router)
+    app.include_router(routes_wards.router)
+    app.include_router(routes_stats.router)
 
     @app.exception_handler(LoginRequiredError)
     async def _redirect_to_login(request: Request, exc: LoginRequiredError) -> RedirectResponse:

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="streetwatch-central",
         description="Central server: review queue, JSON API, evidence store and MQTT ingest. "
         "Configured with STREETWATCH_* environment variables. Other commands: 'users' (accounts: add, disable, "
-        "enable, reset-password, wards, list) and 'audit verify' (check the audit log's hash chain); "
+        "enable, reset-password, wards, list), 'audit verify' (check the audit log's hash chain), 'wards' "
+        "(add, list, camera placement), 'verify-case FILE.zip' and 'signing-key' (case exports); "
         "run them with --help.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve HTTP on (default: %(default)s)")
@@ -107,8 +108,15 @@ def _subcommands() -> dict[str, Callable[[Sequence[str]], int]]:
     Imported lazily so serving does not pay for them; each takes the remaining arguments.
     """
     from central.cli_accounts import audit_main, users_main
+    from central.cli_cases import signing_key_main, verify_case_main, wards_main
 
-    return {"users": users_main, "audit": audit_main}
+    return {
+        "users": users_main,
+        "audit": audit_main,
+        "verify-case": verify_case_main,
+        "signing-key": signing_key_main,
+        "wards": wards_main,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,23 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from central import export, signing
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    verify = sub.add_parser("verify-case", help="check a case export's signature and files")
-    verify.add_argument("zip", type=Path, help="the exported case zip")
-    verify.add_argument(
-        "--public-key",
-        type=Path,
-        default=None,
-        help="central's public key (PEM, from /api/v1/signing-key or 'streetwatch-central signing-key')",
-    )
-    verify.set_defaults(run=run_verify)
-    key = sub.add_parser("signing-key", help="print central's Ed25519 public key (PEM) for verify-case")
-    key.set_defaults(run=run_signing_key)
 
 
 def _central_public_key() -> signing.Ed25519PublicKey | None:
@@ -72,12 +59,88 @@ def run_signing_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="streetwatch-central")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
+def verify_case_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="streetwatch-central verify-case", description="Check a case export's signature and files."
+    )
+    parser.add_argument("zip", type=Path, help="the exported case zip")
+    parser.add_argument(
+        "--public-key",
+        type=Path,
+        default=None,
+        help="central's public key (PEM, from /api/v1/signing-key or 'streetwatch-central signing-key')",
+    )
+    return run_verify(parser.parse_args(list(argv)))
+
+
+def signing_key_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="streetwatch-central signing-key", description="Print central's Ed25519 public key (PEM)."
+    )
+    return run_signing_key(parser.parse_args(list(argv)))
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(verify_case_main(sys.argv[1:]))
+
+
+def wards_main(argv: Sequence[str]) -> int:
+    """``wards add W [--name N]``, ``wards list``, ``wards place NODE CAMERA WARD`` (admin tasks from a shell)."""
+    from central.cameras import add_ward, list_cameras, list_wards, update_camera
+    from central.db import migrate
+    from central.db.session import Database
+    from central.review import ReviewError
+    from central.settings import Settings
+    from edge_agent.contract import utcnow
+
+    parser = argparse.ArgumentParser(prog="streetwatch-central wards", description=wards_main.__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    add = sub.add_parser("add", help="create a ward")
+    add.add_argument("ward")
+    add.add_argument("--name", default="")
+    sub.add_parser("list", help="wards and cameras")
+    place = sub.add_parser("place", help="put a camera in a ward (its events move with it)")
+    place.add_argument("node")
+    place.add_argument("camera")
+    place.add_argument("ward")
+    args = parser.parse_args(list(argv))
+    settings = Settings()
+    migrate.upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        with db.session() as session:
+            if args.action == "add":
+                add_ward(session, args.ward, args.name, actor=None, now=utcnow())
+                print(f"ward {args.ward} created")
+            elif args.action == "list":
+                for ward in list_wards(session):
+                    print(f"ward {ward.ward_id}\t{ward.name}")
+                for cam in list_cameras(session):
+                    print(
+                        f"camera {cam.node_id}/{cam.camera_id}\t{cam.ward_id or '-'}\t{cam.name}\t{cam.location}"
+                    )
+            else:
+                from central.db.wards import CameraRow
+
+                row = session.get(CameraRow, (args.node, args.camera))
+                if row is None:
+                    print(f"error: no camera {args.node}/{args.camera}", file=sys.stderr)
+                    return 1
+                moved = update_camera(
+                    session,
+                    args.node,
+                    args.camera,
+                    name=row.name,
+                    ward_id=args.ward,
+                    location=row.location,
+                    notes=row.notes,
+                    actor="cli",
+                    now=utcnow(),
+                )
+                print(f"camera {args.node}/{args.camera} placed in {args.ward}; {moved} events moved")
+    except ReviewError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    return 0

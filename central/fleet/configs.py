@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from central import audit
+from central import audit, cameras
 from central.db.models import NodeConfigRow, NodeRow, NodeStatusRow
 from central.fleet.enrollment import FleetError
 from edge_agent.config import ConfigError, parse_config
@@ -88,6 +88,8 @@ def submit_config(
     )
     session.add(row)
     node.desired_version = version
+    # The camera registry learns the node's cameras (names) from the config central accepted.
+    cameras.sync_from_config(session, node_id, [(c.id, c.name) for c in cfg.cameras], now=now)
     audit.record(
         session,
         at=now,
