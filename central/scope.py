@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, exists, false, select, true
+from sqlalchemy import ColumnElement, false, select, true
 from sqlalchemy.orm import Session
 
 from central.db.models import EventRow, Role, UserWardRow
@@ -70,11 +70,12 @@ def case_in_scope(session: Session, scope: Scope, case_id: int) -> CaseRow | Non
 
 def evidence_in_scope(session: Session, scope: Scope, sha256: str) -> bool:
     """Whether an event the user may read references these evidence bytes."""
-    query = select(
-        exists().where(
-            EventEvidenceRow.sha256 == sha256,
-            EventEvidenceRow.event_id == EventRow.event_id,
-            scope.events(),
-        )
+    if not scope.everything and not scope.wards:
+        return False
+    query = (
+        select(EventEvidenceRow.event_id)
+        .join(EventRow, EventRow.event_id == EventEvidenceRow.event_id)
+        .where(EventEvidenceRow.sha256 == sha256, scope.events())
+        .limit(1)
     )
-    return bool(session.scalar(query))
+    return session.scalar(query) is not None
