@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from central.db.models import AuditRow
@@ -22,7 +22,7 @@ MAX_PAGE_SIZE = 500
 @dataclass(frozen=True)
 class AuditFilter:
     actor: str | None = None
-    action: str | None = None  # exact, or a prefix ending in "." ("login." = every login outcome)
+    action: str | None = None  # exact, or a family ending in "." ("login." = login and login.*)
     target: str | None = None  # substring
     day_from: date | None = None  # local, inclusive
     day_to: date | None = None  # local, inclusive
@@ -38,7 +38,10 @@ def _query(flt: AuditFilter, zone: ZoneInfo) -> Select[tuple[AuditRow]]:
         query = query.where(AuditRow.username == flt.actor)
     if flt.action:
         if flt.action.endswith("."):
-            query = query.where(AuditRow.action.startswith(flt.action, autoescape=True))
+            stem = flt.action.removesuffix(".")
+            query = query.where(
+                or_(AuditRow.action == stem, AuditRow.action.startswith(flt.action, autoescape=True))
+            )
         else:
             query = query.where(AuditRow.action == flt.action)
     if flt.target:

@@ -35,6 +35,11 @@ def zoned(context: Context, value: datetime | None) -> str:
     return value.astimezone(deployment_zone(context)).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def utc(value: datetime | None) -> str:
+    """The stored UTC value, labelled (for ``title`` hovers)."""
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def with_query(path: str, **params: Any) -> str:
     """``path`` with the given query parameters set (others kept)."""
     url = URL(path).include_query_params(**params)
@@ -42,4 +47,5 @@ def with_query(path: str, **params: Any) -> str:
 
 
 templates.env.filters["zoned"] = zoned
+templates.env.filters["utc"] = utc
 templates.env.globals["with_query"] = with_query
