@@ -32,7 +32,7 @@ def _local_midnight_utc(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=zone)
 
 
-def _query(flt: AuditFilter, zone: ZoneInfo) -> Select[tuple[AuditRow]]:
+def _query(flt: AuditFilter, zone: ZoneInfo) -> Select[AuditRow]:
     query = select(AuditRow)
     if flt.actor:
         query = query.where(AuditRow.username == flt.actor)

@@ -62,7 +62,7 @@ def start(
     return NewSession(token, row)
 
 
-def select_by_token(token: str) -> Select[tuple[LoginSessionRow]]:
+def select_by_token(token: str) -> Select[LoginSessionRow]:
     return select(LoginSessionRow).where(LoginSessionRow.token_hash == token_hash(token))
 
 

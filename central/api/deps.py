@@ -16,7 +16,7 @@ from typing import Annotated, cast
 from urllib.parse import quote
 
 from fastapi import Depends, Header, HTTPException, Request, Response, status
-from fastapi.security import APIKeyCookie, APIKeyHeader
+from fastapi.security import APIKeyCookie
 from sqlalchemy.orm import Session
 
 from central import sessions
@@ -41,12 +41,6 @@ session_cookie_scheme = APIKeyCookie(
     scheme_name="sessionCookie",
     auto_error=False,
     description="Login session (POST /api/v1/login).",
-)
-csrf_header_scheme = APIKeyHeader(
-    name=CSRF_HEADER,
-    scheme_name="csrfToken",
-    auto_error=False,
-    description="The session's CSRF token (GET /api/v1/session); required on POST/PUT/PATCH/DELETE.",
 )
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from central.api.deps import CSRF_HEADER
+
 UNSAFE = ("post", "put", "patch", "delete")
 ERROR_SCHEMA = {
     "type": "object",
@@ -42,7 +44,16 @@ def customize(schema: dict[str, Any]) -> dict[str, Any]:
         "nodeToken",
         {"type": "http", "scheme": "bearer", "description": "A node's enrolled token (or the shared one)."},
     )
-    for path, item in schema.get("paths", {}).items():
+    schemes.setdefault(
+        "csrfToken",
+        {
+            "type": "apiKey",
+            "in": "header",
+            "name": CSRF_HEADER,
+            "description": "The session's CSRF token (GET /api/v1/session); required on POST/PUT/PATCH/DELETE.",
+        },
+    )
+    for item in schema.get("paths", {}).values():
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
@@ -61,7 +72,6 @@ def customize(schema: dict[str, Any]) -> dict[str, Any]:
                 )
             if operation.get("parameters") or operation.get("requestBody"):
                 responses.setdefault("422", _error("The request does not match the schema."))
-            _ = path
     return schema
 
 

@@ -6,7 +6,8 @@ change is audited there, and disabling or resetting ends the account's sessions 
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,13 +22,16 @@ from central.db.models import Role, WardRow
 from central.i18n import choose_language, translate
 from central.security import csrf_valid
 
+Responses = dict[int | str, dict[str, Any]]
 router = APIRouter(tags=["accounts"])
 
-E401 = {401: {"model": ErrorOut, "description": "Not logged in."}}
-E403 = {403: {"model": ErrorOut, "description": "Not an admin, or missing/wrong X-CSRF-Token."}}
-E404 = {404: {"model": ErrorOut, "description": "No such user."}}
-E409 = {409: {"model": ErrorOut, "description": "The username is taken."}}
-E422 = {422: {"model": ErrorOut, "description": "Refused: weak password, unknown ward, bad username..."}}
+E401: Responses = {401: {"model": ErrorOut, "description": "Not logged in."}}
+E403: Responses = {403: {"model": ErrorOut, "description": "Not an admin, or missing/wrong X-CSRF-Token."}}
+E404: Responses = {404: {"model": ErrorOut, "description": "No such user."}}
+E409: Responses = {409: {"model": ErrorOut, "description": "The username is taken."}}
+E422: Responses = {
+    422: {"model": ErrorOut, "description": "Refused: weak password, unknown ward, bad username..."}
+}
 FLASH_KEY = "admin_flash"
 
 
@@ -142,7 +146,7 @@ def _page(
     user: AuthUser,
     *,
     error: str | None = None,
-    form: dict[str, object] | None = None,
+    form: Mapping[str, object] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     wards = list(db.scalars(select(WardRow).order_by(WardRow.ward_id)))

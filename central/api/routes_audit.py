@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -16,10 +16,11 @@ from central.api.routes_web import render
 from central.api.schemas_accounts import AuditOut, AuditPageOut, AuditVerifyOut, ErrorOut
 from central.db.models import Role
 
+Responses = dict[int | str, dict[str, Any]]
 router = APIRouter(tags=["audit"])
 
 AUDIT_ROLES = frozenset({Role.ADMIN.value, Role.SUPERVISOR.value})
-RESPONSES = {
+RESPONSES: Responses = {
     401: {"model": ErrorOut, "description": "Not logged in."},
     403: {"model": ErrorOut, "description": "Only admins and supervisors read the audit log."},
     422: {"description": "A filter is malformed (e.g. a date that is not YYYY-MM-DD)."},

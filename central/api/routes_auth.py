@@ -8,7 +8,7 @@ refusal is audited with the client address, and a successful login starts a serv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, HTTPException, Request, Response, status
@@ -32,20 +32,23 @@ from central.api.routes_web import render
 from central.api.schemas import LoginIn
 from central.api.schemas_accounts import ErrorOut, LoginSessionOut, PasswordChangeIn, SessionInfoOut
 from central.context import Central
-from central.db.models import Role, UserRow
+from central.db.models import LoginSessionRow, Role, UserRow
 from central.i18n import choose_language, translate
 from central.security import csrf_token, csrf_valid
 from central.throttle import LoginThrottle, Refusal
 from central.users import UserError, authenticate, change_password, user_wards
 
+Responses = dict[int | str, dict[str, Any]]
 router = APIRouter(tags=["account"])
 
-E401 = {401: {"model": ErrorOut, "description": "Not logged in, or the session ended."}}
-E403_CSRF = {
+E401: Responses = {401: {"model": ErrorOut, "description": "Not logged in, or the session ended."}}
+E403_CSRF: Responses = {
     403: {"model": ErrorOut, "description": "Missing/wrong X-CSRF-Token, or a password change is due."}
 }
-E404 = {404: {"model": ErrorOut, "description": "No such session of yours."}}
-E422 = {422: {"description": "The body does not match the schema, or the new password is refused."}}
+E404: Responses = {404: {"model": ErrorOut, "description": "No such session of yours."}}
+E422: Responses = {
+    422: {"description": "The body does not match the schema, or the new password is refused."}
+}
 
 
 def get_throttle(request: Request) -> LoginThrottle:
@@ -215,7 +218,7 @@ def sessions_end_submit(
 
 
 def _end_own_session(db: Session, central: Central, user: AuthUser, session_id: int) -> None:
-    row = db.get(sessions.LoginSessionRow, session_id)
+    row = db.get(LoginSessionRow, session_id)
     if row is None or row.username != user.username or row.ended_at is not None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no live session {session_id} of yours")
     sessions.end(db, row, now=central.clock(), reason=sessions.EndReason.ENDED_BY_USER, actor=user.username)
