@@ -36,7 +36,9 @@ def _version(c: TestClient, event_id: str) -> int:
 def _actions(db: Database, event_id: str) -> list[str]:
     with db.session() as s:
         return list(
-            s.scalars(select(AuditRow.action).where(AuditRow.target == f"event:{event_id}").order_by(AuditRow.id))
+            s.scalars(
+                select(AuditRow.action).where(AuditRow.target == f"event:{event_id}").order_by(AuditRow.id)
+            )
         )
 
 
@@ -66,9 +68,12 @@ def test_a_stale_version_is_refused_with_409_and_shown_on_the_page(admin: TestCl
     page = minh.get(f"/events/{eid}").text  # minh opens the event (version 1)
     version = int(re.search(r'name="version" value="(\d+)"', page).group(1))  # type: ignore[union-attr]
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    assert lan.post(  # meanwhile lan escalates: still pending, but a new version
-        f"/api/v1/events/{eid}/decision", json={"decision": "escalate", "version": version}
-    ).status_code == 200
+    assert (
+        lan.post(  # meanwhile lan escalates: still pending, but a new version
+            f"/api/v1/events/{eid}/decision", json={"decision": "escalate", "version": version}
+        ).status_code
+        == 200
+    )
     response = minh.post(
         f"/events/{eid}/decision",
         data={"decision": "confirm", "version": str(version), "csrf_token": token},
@@ -177,6 +182,8 @@ def test_before_a_decision_a_conflicting_duplicate_is_dead_lettered(admin: TestC
     assert ingest(admin, event) == "inserted"
     assert ingest(admin, event) == "duplicate"
     assert ingest(admin, event.model_copy(update={"measurements": {"dwell_s": 9.0}})) == "dead_letter"
-    newer = event.model_copy(update={"phase": Phase.UPDATE, "observed_at": event.observed_at.replace(second=40)})
+    newer = event.model_copy(
+        update={"phase": Phase.UPDATE, "observed_at": event.observed_at.replace(second=40)}
+    )
     assert ingest(admin, newer) == "updated"
     assert admin.get(f"/api/v1/events/{event.event_id}").json()["version"] == 2

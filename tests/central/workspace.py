@@ -17,7 +17,7 @@ from central.db.wards import CameraRow
 from central.ingest import Ingestor
 from edge_agent.contract import Event
 from tests.central.conftest import NODE_TOKEN, login
-from tests.central.factories import TOPICS, T0, sha256_of
+from tests.central.factories import T0, TOPICS, sha256_of
 
 PASSWORD = "green-mango-bicycle-41"
 ROLES = ("officer", "supervisor", "operator", "technician", "admin")
