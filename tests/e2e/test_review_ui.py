@@ -239,6 +239,7 @@ def api_client(central: Central) -> httpx.Client:
     client = httpx.Client(base_url=central.url, timeout=10)
     r = client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD})
     assert r.status_code == 200, r.text
+    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]  # every JSON write sends it
     return client
 
 
