@@ -228,3 +228,27 @@ def test_audit_page_is_for_admins_and_supervisors(client: TestClient, db: Databa
     assert client.get("/audit").status_code == 200
     assert client.get("/api/v1/audit").status_code == 200
     assert client.get("/api/v1/audit/verify").status_code == 403  # verification is the admin's
+
+
+def test_downgrade_below_0003_and_back_keeps_the_chain(database_url: str) -> None:
+    """0003's downgrade drops the guards and the hash columns; upgrading again re-chains the kept rows."""
+    from alembic import command
+
+    migrate.upgrade(database_url)
+    db = Database(database_url)
+    try:
+        write_rows(db, 3)
+    finally:
+        db.dispose()
+    command.downgrade(migrate.alembic_config(database_url), "0002")
+    assert migrate.current_revision(database_url) == "0002"
+    migrate.upgrade(database_url)
+    db = Database(database_url)
+    try:
+        with db.sessionmaker() as session:
+            result = audit.verify(session)
+        assert (result.ok, result.rows) == (True, 3)
+        with pytest.raises(DBAPIError, match="append-only"):
+            execute(db, "DELETE FROM audit_log")
+    finally:
+        db.dispose()
