@@ -353,3 +353,55 @@ def test_reset_password_ends_sessions_and_forces_a_change(client: TestClient, db
         "/api/v1/login", json={"username": "lan", "password": "windy-copper-garden-12"}
     )
     assert info.json()["must_change_password"] is True
+
+
+# ---------------------------------------------------------------- the admin page's forms
+
+
+def page_csrf(client: TestClient, path: str = "/admin/users") -> str:
+    return client.get(path).text.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def test_admin_page_forms(client: TestClient, db: Database) -> None:
+    add_ward(db, "p-ben-nghe", "Phường Bến Nghé")
+    add_ward(db, "p-da-kao", "Phường Đa Kao")
+    add_officer(db, wards=("p-ben-nghe",))
+    officer = new_client(client)
+    login(officer, "lan", OFFICER_PASSWORD)
+    login(client)
+    token = page_csrf(client)
+
+    def act(**form: object) -> int:
+        return client.post(
+            "/admin/users", data={"csrf_token": token, **form}, follow_redirects=False
+        ).status_code
+
+    assert act(action="wards", username="lan", wards=["p-ben-nghe", "p-da-kao"]) == 303
+    assert act(action="role", username="lan", role="supervisor") == 303
+    assert officer.get("/api/v1/me").status_code == 401  # a role change ends the sessions
+    assert act(action="disable", username="lan") == 303
+    assert act(action="enable", username="lan") == 303
+    assert act(action="reset", username="lan", password="aaaaaaaaaaaa") == 422
+    assert act(action="reset", username="lan", password="windy-copper-garden-12") == 303
+    assert act(action="disable", username="admin") == 422
+    assert act(action="disable", username="ghost") == 404
+    assert act(action="explode", username="lan") == 422
+    forged = client.post(
+        "/admin/users", data={"csrf_token": "forged", "action": "disable", "username": "lan"}
+    )
+    assert forged.status_code == 403
+    accounts = {a["username"]: a for a in client.get("/api/v1/users").json()}
+    assert accounts["lan"]["wards"] == ["p-ben-nghe", "p-da-kao"]
+    assert (accounts["lan"]["role"], accounts["lan"]["disabled"]) == ("supervisor", False)
+    assert accounts["lan"]["must_change_password"] is True
+    page = client.get("/admin/users?lang=vi").text
+    assert "Tài khoản" in page and "Chỉ huy" in page
+    assert [a for a in audit_actions(db) if a.startswith("user.")] == [
+        "user.bootstrap",
+        "user.create",
+        "user.wards",
+        "user.role",
+        "user.disable",
+        "user.enable",
+        "user.password_reset",
+    ]  # refused actions left no row
