@@ -139,6 +139,8 @@ def test_two_officers_live_queue_change_after_decision_and_a_verified_export(
         _login(lan, url, "lan")
         _login(minh, url, "minh")
         eid = str(first.event_id)
+        expect(lan.locator(f'tr[data-event-id="{eid}"]')).to_contain_text("45 s")  # the key fact: dwell
+        lan.screenshot(path=str(shots / "officer-queue.png"), full_page=True)
 
         # Both open the event; Lan claims it. Minh's page (reloaded) shows the claim, his buttons are off.
         lan.goto(f"{url}/events/{eid}")
@@ -237,6 +239,11 @@ def test_two_officers_live_queue_change_after_decision_and_a_verified_export(
         assert verified.returncode == 0 and verified.stdout.startswith("OK"), (
             verified.stdout + verified.stderr
         )
+
+        # Search: all statuses, one type and class, in a local-time range; the decided event is found.
+        lan.goto(f"{url}/review?status=all&type=illegal_stopping&label=car")
+        expect(lan.locator(f'tr[data-event-id="{eid}"]')).to_contain_text("Confirmed")
+        lan.screenshot(path=str(shots / "queue-search.png"), full_page=True)
 
         # The phone: the queue in Vietnamese at 390 px, no sideways scrolling.
         _login(phone, url, "lan")
