@@ -6,7 +6,8 @@ FastAPI derives most of the schema from the routes; this adds what it cannot kno
   (``api_user`` enforces it for every unsafe method, so the schema says so for every unsafe operation);
   node routes use bearer tokens;
 * the generic answers of the dependencies: ``401`` (no/ended session), ``403`` (CSRF, temporary password,
-  role), ``422`` (validation), declared on each operation that can produce them.
+  role), ``404`` (an id that does not exist or is outside the caller's wards), ``422`` (validation),
+  declared on each operation that can produce them.
 
 ``tests/central/test_openapi.py`` drives real requests into each status and checks the schema declares it.
 """
@@ -70,6 +71,8 @@ def customize(schema: dict[str, Any]) -> dict[str, Any]:
                         "Refused: the role may not do this, a password change is due, or (writes) no CSRF token."
                     ),
                 )
+            if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+                responses.setdefault("404", _error("No such resource, or not in the caller's wards."))
             if operation.get("parameters") or operation.get("requestBody"):
                 responses.setdefault("422", _error("The request does not match the schema."))
     return schema

@@ -154,3 +154,32 @@ def test_account_routes_answer_only_declared_codes(client: TestClient, ward: str
     assert call("POST", "/api/v1/logout", "/api/v1/logout") == 204
     missing = [f"{m.upper()} {p} -> {c}" for m, p, c in seen if str(c) not in declared(schema, m, p)]
     assert missing == []
+
+
+def test_every_route_declares_what_it_answers_to_an_officer(client: TestClient, db: Database) -> None:
+    """Logged in as an officer of no ward, with junk ids and empty bodies: 403/404/409/422... must be declared."""
+    from central import users
+
+    with db.session() as session:
+        users.create_user(
+            session,
+            username="lan",
+            role="officer",
+            password="green-mango-bicycle-41",
+            wards=[],
+            actor=None,
+            now=T0,
+            must_change_password=False,
+        )
+    login(client, "lan", "green-mango-bicycle-41")
+    schema = schema_of(client)
+    undeclared = []
+    for path, item in schema["paths"].items():
+        for method, op in item.items():
+            if path in {"/api/v1/logout"}:
+                continue  # would end the session the loop uses
+            kwargs: dict[str, Any] = {"json": {}} if "requestBody" in op else {}
+            response = client.request(method.upper(), _fill(path), **kwargs)
+            if str(response.status_code) not in op["responses"]:
+                undeclared.append(f"{method.upper()} {path} -> {response.status_code}")
+    assert undeclared == []
