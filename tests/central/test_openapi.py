@@ -156,15 +156,18 @@ def test_account_routes_answer_only_declared_codes(client: TestClient, ward: str
     assert missing == []
 
 
-def test_every_route_declares_what_it_answers_to_an_officer(client: TestClient, db: Database) -> None:
-    """Logged in as an officer of no ward, with junk ids and empty bodies: 403/404/409/422... must be declared."""
+@pytest.mark.parametrize("role", ["officer", "supervisor", "operator", "technician", "admin"])
+def test_every_route_declares_what_it_answers_to_each_role(
+    client: TestClient, db: Database, role: str
+) -> None:
+    """Logged in with a role and no ward, junk ids and empty bodies: 403/404/409/422... must be declared."""
     from central import users
 
     with db.session() as session:
         users.create_user(
             session,
             username="lan",
-            role="officer",
+            role=role,
             password="green-mango-bicycle-41",
             wards=[],
             actor=None,
