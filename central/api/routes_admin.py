@@ -16,6 +16,7 @@ from sqlalchemy import select
 from central import users
 from central.api import web_accounts  # noqa: F401  (registers the template helpers)
 from central.api.deps import ApiUser, AuthUser, CentralDep, DbSession, PageUser
+from central.api.routes_auth import get_throttle
 from central.api.routes_web import render
 from central.api.schemas_accounts import AccountIn, AccountOut, AccountPatch, ErrorOut, PasswordResetIn
 from central.db.models import Role, WardRow
@@ -124,7 +125,7 @@ def api_update_user(
     responses={**E401, **E403, **E404, **E422},
 )
 def api_reset_password(
-    username: str, body: PasswordResetIn, user: ApiUser, db: DbSession, central: CentralDep
+    username: str, body: PasswordResetIn, request: Request, user: ApiUser, db: DbSession, central: CentralDep
 ) -> Response:
     """Set a temporary password (changed at next login); the account's sessions end."""
     _require_admin(user)
@@ -134,6 +135,7 @@ def api_reset_password(
         db.rollback()
         raise _http_error(exc) from None
     db.commit()
+    get_throttle(request).succeeded(username)  # a reset also lifts a login lock-out
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -221,5 +223,7 @@ def users_action(
         code = 404 if exc.key == "error_no_user" else 409 if exc.key == "error_user_exists" else 422
         return _page(request, db, user, error=exc.text(lang), form=form, status_code=code)
     db.commit()
+    if action == "reset":
+        get_throttle(request).succeeded(username)  # a reset also lifts a login lock-out
     request.session[FLASH_KEY] = translate(lang, f"done_{action}").format(username=username)
     return RedirectResponse("/admin/users", status_code=status.HTTP_303_SEE_OTHER)

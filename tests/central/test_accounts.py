@@ -259,6 +259,25 @@ def test_a_success_clears_the_account_count(client: TestClient) -> None:
         )
 
 
+def test_an_admin_reset_lifts_the_lock_out(client: TestClient, db: Database) -> None:
+    add_officer(db)
+    officer = new_client(client)
+    for i in range(10):
+        officer.post("/api/v1/login", json={"username": "lan", "password": f"forgot-{i}"})
+    assert (
+        officer.post("/api/v1/login", json={"username": "lan", "password": OFFICER_PASSWORD}).status_code
+        == 429
+    )
+    admin = new_client(client)
+    login(admin)
+    assert (
+        admin.post("/api/v1/users/lan/password", json={"password": "windy-copper-garden-12"}).status_code
+        == 204
+    )
+    fresh = officer.post("/api/v1/login", json={"username": "lan", "password": "windy-copper-garden-12"})
+    assert fresh.status_code == 200 and fresh.json()["must_change_password"] is True
+
+
 # ---------------------------------------------------------------- password policy
 
 
