@@ -424,3 +424,37 @@ def test_admin_page_forms(client: TestClient, db: Database) -> None:
         "user.enable",
         "user.password_reset",
     ]  # refused actions left no row
+
+
+def test_restart_re_enables_a_disabled_bootstrap_admin(
+    make_settings: Callable[..., Settings], clock: FakeClock
+) -> None:
+    """The environment stays the way back in: a disabled (or demoted) bootstrap admin is restored at start."""
+    from central.app import create_app
+
+    settings = make_settings()
+    with TestClient(create_app(settings, clock=clock)) as client:
+        db = client.app.state.central.db  # type: ignore[attr-defined]
+        with db.session() as session:
+            users.create_user(
+                session,
+                username="root2",
+                role="admin",
+                password=OFFICER_PASSWORD,
+                wards=[],
+                actor=None,
+                now=T0,
+                must_change_password=False,
+            )
+        other = new_client(client)
+        login(other, "root2", OFFICER_PASSWORD)
+        assert other.patch("/api/v1/users/admin", json={"disabled": True}).status_code == 200
+        assert (
+            client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code
+            == 401
+        )
+    with TestClient(create_app(settings, clock=clock)) as client:
+        assert (
+            client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code
+            == 200
+        )
