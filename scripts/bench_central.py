@@ -394,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database-url", default=None, help="an existing, empty throwaway PostgreSQL database"
     )
+    parser.add_argument(
+        "--reuse", action="store_true", help="the database at --database-url is already seeded: only measure"
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -409,8 +412,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     with _postgres(args.database_url) as url, tempfile.TemporaryDirectory() as tmp:
         start = datetime.now(UTC) - timedelta(days=365)
-        print(f"seeding {args.events:,} events ...", file=sys.stderr, flush=True)
-        meta["seed_s"] = seed(url, args.events, args.wards, start=start)
+        if args.reuse:
+            meta["seed_s"] = float("nan")
+        else:
+            print(f"seeding {args.events:,} events ...", file=sys.stderr, flush=True)
+            meta["seed_s"] = seed(url, args.events, args.wards, start=start)
         print(f"seeded in {meta['seed_s']:.0f} s; measuring ...", file=sys.stderr, flush=True)
         results = measure(url, repeat=args.repeat, case_events=args.case_events, data_dir=Path(tmp))
     meta["load_after"] = _load()
