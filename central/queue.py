@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, false, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session, lazyload
 
 from central.db.models import EventRow, ReviewStatus, Role
 from central.review import EVENT_TYPES, STATUS_ALL, STATUS_FILTERS, ReviewError
@@ -170,33 +170,57 @@ def decode_cursor(cursor: str) -> tuple[int, datetime, str]:
 def list_page(
     session: Session, scope: Scope, f: Filters, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT
 ) -> Page:
-    """One page of events after ``cursor``, with the cursor of the next page (None on the last one)."""
+    """One page of events after ``cursor``, with the cursor of the next page (None on the last one).
+
+    Escalated-first (supervisors) runs one query per flag, escalated ones first, each in the order of an
+    index (``ix_events_escalated``) instead of one query sorting the whole backlog by a mixed-direction key.
+    """
     if not 1 <= limit <= MAX_LIMIT:
         raise ReviewError("error_bad_limit", f"limit must be between 1 and {MAX_LIMIT}")
+    position = decode_cursor(cursor) if cursor else None
+    if not f.escalated_first:
+        rows = _seek(session, scope, f, position, None, limit + 1)
+    else:
+        rows = []
+        for flag in (1, 0):
+            if position is not None and flag > position[0]:
+                continue  # the cursor is already past the escalated part
+            after = position if position is not None and position[0] == flag else None
+            rows += _seek(session, scope, f, after, bool(flag), limit + 1 - len(rows))
+            if len(rows) > limit:
+                break
+    next_cursor = encode_cursor(rows[limit - 1], f) if len(rows) > limit else None
+    rows = rows[:limit]
+    return Page(rows=rows, next_cursor=next_cursor, filters=f, groups=group_incidents(rows))
+
+
+def _seek(
+    session: Session,
+    scope: Scope,
+    f: Filters,
+    after: tuple[int, datetime, str] | None,
+    escalated: bool | None,
+    limit: int,
+) -> list[EventRow]:
     query = _where(select(EventRow), scope, f)
+    if escalated is not None:
+        query = query.where(EventRow.escalated == escalated)  # "= true": usable as an index condition
     newest = f.order == "newest"
-    started = EventRow.started_at.desc() if newest else EventRow.started_at.asc()
-    ident = EventRow.event_id.desc() if newest else EventRow.event_id.asc()
-    if cursor:
-        escalated, at, event_id = decode_cursor(cursor)
-        after_time = (
+    if after is not None:
+        _flag, at, event_id = after
+        query = query.where(
             or_(EventRow.started_at < at, and_(EventRow.started_at == at, EventRow.event_id < event_id))
             if newest
             else or_(EventRow.started_at > at, and_(EventRow.started_at == at, EventRow.event_id > event_id))
         )
-        if f.escalated_first:
-            flag = EventRow.escalated.is_(True) if escalated else EventRow.escalated.is_(False)
-            later_groups = EventRow.escalated.is_(False) if escalated else false()
-            query = query.where(or_(and_(flag, after_time), later_groups))
-        else:
-            query = query.where(after_time)
-    order: list[Any] = [started, ident]
-    if f.escalated_first:
-        order.insert(0, EventRow.escalated.desc())
-    rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1], f) if len(rows) > limit else None
-    rows = rows[:limit]
-    return Page(rows=rows, next_cursor=next_cursor, filters=f, groups=group_incidents(rows))
+    order = (
+        (EventRow.started_at.desc(), EventRow.event_id.desc())
+        if newest
+        else (EventRow.started_at.asc(), EventRow.event_id.asc())
+    )
+    # Decisions load only if a caller reads them (the queue does not): no second query per page.
+    query = query.options(lazyload(EventRow.decisions))
+    return list(session.scalars(query.order_by(*order).limit(limit)))
 
 
 def count_newer(session: Session, scope: Scope, f: Filters, since: datetime) -> int:

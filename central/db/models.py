@@ -87,9 +87,15 @@ class EventRow(Base):
         Index("ix_events_started_at", "started_at"),
         Index("ix_events_type", "type"),
         Index("ix_events_camera_id", "camera_id"),
-        # The queue's keyset orders (central/queue.py): per ward, by status, escalated first, oldest first.
-        Index("ix_events_queue", "ward_id", "review_status", "escalated", "started_at", "event_id"),
+        # The queue's keyset orders and common searches (central/queue.py), each served in index order:
+        # a ward's pending events oldest first; escalated first (supervisors, one query per flag); all of a
+        # ward's events by time; by type or camera by time; every ward's queue (admins).
+        Index("ix_events_queue", "ward_id", "review_status", "started_at", "event_id"),
+        Index("ix_events_escalated", "ward_id", "review_status", "escalated", "started_at", "event_id"),
         Index("ix_events_ward_started", "ward_id", "started_at", "event_id"),
+        Index("ix_events_ward_type", "ward_id", "type", "started_at", "event_id"),
+        Index("ix_events_camera_started", "camera_id", "started_at", "event_id"),
+        Index("ix_events_status_started", "review_status", "started_at", "event_id"),
     )
 
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -24,6 +24,15 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The queue's orders and common searches (central/queue.py), mirrored from EventRow.__table_args__.
+EVENT_INDEXES = {
+    "ix_events_queue": ["ward_id", "review_status", "started_at", "event_id"],
+    "ix_events_escalated": ["ward_id", "review_status", "escalated", "started_at", "event_id"],
+    "ix_events_ward_started": ["ward_id", "started_at", "event_id"],
+    "ix_events_ward_type": ["ward_id", "type", "started_at", "event_id"],
+    "ix_events_camera_started": ["camera_id", "started_at", "event_id"],
+    "ix_events_status_started": ["review_status", "started_at", "event_id"],
+}
 DECISIONS_BEFORE = "decision IN ('confirm', 'dismiss', 'escalate')"
 DECISIONS_AFTER = "decision IN ('confirm', 'dismiss', 'escalate', 'reopen')"
 
@@ -131,10 +140,8 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("changed_after_decision", sa.Boolean(), nullable=False, server_default=sa.false())
         )
-    op.create_index(
-        "ix_events_queue", "events", ["ward_id", "review_status", "escalated", "started_at", "event_id"]
-    )
-    op.create_index("ix_events_ward_started", "events", ["ward_id", "started_at", "event_id"])
+    for name, columns in EVENT_INDEXES.items():
+        op.create_index(name, "events", columns)
 
     with op.batch_alter_table("decisions") as batch:
         batch.add_column(sa.Column("event_version", sa.Integer(), nullable=True))
@@ -196,8 +203,8 @@ def downgrade() -> None:
         batch.drop_constraint(op.f("ck_decisions_decision"), type_="check")
         batch.create_check_constraint(op.f("ck_decisions_decision"), DECISIONS_BEFORE)
         batch.drop_column("event_version")
-    op.drop_index("ix_events_ward_started", table_name="events")
-    op.drop_index("ix_events_queue", table_name="events")
+    for name in EVENT_INDEXES:
+        op.drop_index(name, table_name="events")
     with op.batch_alter_table("events") as batch:
         for column in (
             "changed_after_decision",
