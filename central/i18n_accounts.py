@@ -5,6 +5,7 @@ from __future__ import annotations
 ACCOUNT_MESSAGES: dict[str, dict[str, str]] = {
     "en": {
         "nav_accounts": "Accounts",
+        "login_disabled": "This account is disabled. Ask your administrator.",
         "nav_audit": "Audit log",
         "nav_sessions": "My sessions",
         "change_password": "Change password",
@@ -77,6 +78,7 @@ ACCOUNT_MESSAGES: dict[str, dict[str, str]] = {
     },
     "vi": {
         "nav_accounts": "Tài khoản",
+        "login_disabled": "Tài khoản này đã bị vô hiệu hoá. Hãy liên hệ quản trị viên.",
         "nav_audit": "Nhật ký kiểm tra",
         "nav_sessions": "Phiên đăng nhập",
         "change_password": "Đổi mật khẩu",

@@ -106,14 +106,23 @@ def bootstrap_admin(session: Session, username: str, password: str, now: datetim
         log.info("updated admin user %r (%s)", username, ", ".join(changed))
 
 
+def check_login(session: Session, username: str, password: str) -> tuple[UserRow | None, bool]:
+    """(the user if the password matches, whether that account is disabled); same cost for unknown users.
+
+    A disabled account is named only to someone who typed its right password, so they know to ask an admin
+    instead of retrying; everyone else learns nothing about which accounts exist.
+    """
+    user = session.get(UserRow, username) if username else None
+    matches = verify_password(user.password_hash if user else None, password)  # always one verify
+    if user is None or not matches:
+        return None, False
+    return user, user.disabled
+
+
 def authenticate(session: Session, username: str, password: str) -> UserRow | None:
     """The enabled user when the password matches, else None (same cost whether or not the user exists)."""
-    user = session.get(UserRow, username) if username else None
-    if not verify_password(user.password_hash if user else None, password):
-        return None
-    if user is None or user.disabled:
-        return None
-    return user
+    user, disabled = check_login(session, username, password)
+    return None if disabled else user
 
 
 def user_wards(session: Session, username: str) -> set[str]:

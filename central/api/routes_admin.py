@@ -187,7 +187,7 @@ def users_action(
     """One form endpoint for the page's actions: create, wards, role, disable, enable, reset."""
     if user.role != Role.ADMIN.value:
         return render(request, "error.html", {"message_key": "error_admin_only"}, user=user, status_code=403)
-    lang = choose_language(request.session, None)
+    lang = choose_language(request.session, request.query_params.get("lang"))
     form = {"username": username, "role": role, "wards": wards or [], "action": action}
     if not csrf_valid(request.session, csrf_token):
         return _page(request, db, user, error=translate(lang, "error_csrf"), form=form, status_code=403)

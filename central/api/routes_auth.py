@@ -36,7 +36,7 @@ from central.db.models import LoginSessionRow, Role, UserRow
 from central.i18n import choose_language, translate
 from central.security import csrf_token, csrf_valid
 from central.throttle import LoginThrottle, Refusal
-from central.users import UserError, authenticate, change_password, user_wards
+from central.users import UserError, change_password, check_login, user_wards
 
 Responses = dict[int | str, dict[str, Any]]
 router = APIRouter(tags=["account"])
@@ -59,6 +59,7 @@ def get_throttle(request: Request) -> LoginThrottle:
 class LoginOutcome:
     user: UserRow | None
     refusal: Refusal | None
+    disabled: bool = False
 
 
 def attempt_login(
@@ -75,12 +76,16 @@ def attempt_login(
         audit.record(db, None, "login.throttled", target, details, at=now)
         db.commit()
         return LoginOutcome(None, refusal)
-    user = authenticate(db, username, password)
+    user, disabled = check_login(db, username, password)
     if user is None:
         throttle.failed(username, address)
         audit.record(db, None, "login.failed", target, {"address": address}, at=now)
         db.commit()
         return LoginOutcome(None, None)
+    if disabled:
+        audit.record(db, None, "login.disabled", target, {"address": address}, at=now)
+        db.commit()
+        return LoginOutcome(None, None, disabled=True)
     throttle.succeeded(username)
     audit.record(db, user.username, "login", target, {"address": address}, at=now)
     return LoginOutcome(user, None)
@@ -115,9 +120,12 @@ def login_submit(
     outcome = attempt_login(request, db, central, username, password)
     safe_next = _safe_next(next)
     if outcome.user is None:
-        lang = choose_language(request.session, None)
+        lang = choose_language(request.session, request.query_params.get("lang"))
         refused = outcome.refusal is not None
-        message = outcome.refusal.message(lang) if outcome.refusal else translate(lang, "login_failed")
+        if outcome.refusal is not None:
+            message = outcome.refusal.message(lang)
+        else:
+            message = translate(lang, "login_disabled" if outcome.disabled else "login_failed")
         context = {
             "next": safe_next,
             "error": message,
@@ -163,7 +171,7 @@ def password_submit(
     repeat_password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    lang = choose_language(request.session, None)
+    lang = choose_language(request.session, request.query_params.get("lang"))
     if not csrf_valid(request.session, csrf_token):
         context = {"error": translate(lang, "error_csrf"), "done": False}
         return render(request, "account_password.html", context, user=user, status_code=403)
@@ -261,9 +269,12 @@ def api_login(
             headers={"Retry-After": str(outcome.refusal.retry_after_s)},
         )
     if outcome.user is None:
-        return JSONResponse(
-            {"detail": "wrong username or password"}, status_code=status.HTTP_401_UNAUTHORIZED
+        detail = (
+            "this account is disabled; ask an administrator"
+            if outcome.disabled
+            else "wrong username or password"
         )
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_401_UNAUTHORIZED)
     new = login_session(request, response, db, outcome.user)
     db.commit()
     user = AuthUser(

@@ -135,8 +135,15 @@ def test_disabling_ends_all_sessions_and_blocks_login(client: TestClient, db: Da
     assert response.status_code == 200 and response.json()["disabled"] is True
     assert replay(client, saved) == 401
     again = new_client(client).post("/api/v1/login", json={"username": "lan", "password": OFFICER_PASSWORD})
-    assert again.status_code == 401
-    assert {"user.disable", "session.end_all"} <= set(audit_actions(db))
+    assert (
+        again.status_code == 401
+        and again.json()["detail"] == "this account is disabled; ask an administrator"
+    )
+    wrong = new_client(client).post("/api/v1/login", json={"username": "lan", "password": "not-the-password"})
+    assert wrong.json()["detail"] == "wrong username or password"  # only the right password learns "disabled"
+    page = new_client(client).post("/login?lang=vi", data={"username": "lan", "password": OFFICER_PASSWORD})
+    assert "Tài khoản này đã bị vô hiệu hoá" in page.text
+    assert {"user.disable", "session.end_all", "login.disabled"} <= set(audit_actions(db))
 
 
 def test_a_user_lists_and_ends_their_own_sessions(client: TestClient, db: Database) -> None:
