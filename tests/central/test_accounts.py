@@ -465,3 +465,26 @@ def test_restart_re_enables_a_disabled_bootstrap_admin(
             client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code
             == 200
         )
+
+
+def test_sessions_page_ends_another_and_then_this_session(client: TestClient, db: Database) -> None:
+    add_officer(db)
+    phone = new_client(client)
+    login(phone, "lan", OFFICER_PASSWORD)
+    login(client, "lan", OFFICER_PASSWORD)
+    listed = {s["current"]: s["id"] for s in client.get("/api/v1/account/sessions").json()}
+    token = page_csrf(client, "/account/sessions")
+    done = client.post(
+        f"/account/sessions/{listed[False]}/end", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert (done.status_code, done.headers["location"]) == (303, "/account/sessions")
+    assert phone.get("/api/v1/me").status_code == 401
+    saved = cookie_of(client)
+    done = client.post(
+        f"/account/sessions/{listed[True]}/end", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert (done.status_code, done.headers["location"]) == (303, "/login")
+    assert replay(client, saved) == 401
+    with db.session() as session:
+        reasons = session.scalars(select(LoginSessionRow.end_reason).order_by(LoginSessionRow.id)).all()
+    assert reasons == ["ended_by_user", "ended_by_user"]
