@@ -186,3 +186,18 @@ def test_every_route_declares_what_it_answers_to_each_role(
             if str(response.status_code) not in op["responses"]:
                 undeclared.append(f"{method.upper()} {path} -> {response.status_code}")
     assert undeclared == []
+
+
+def test_every_json_write_refuses_a_missing_csrf_token(client: TestClient) -> None:
+    """Logged in (cookie) but without X-CSRF-Token, every cookie-authenticated write is refused with 403."""
+    login(client)
+    client.headers.pop("X-CSRF-Token")
+    schema = schema_of(client)
+    answered = {}
+    for path, item in schema["paths"].items():
+        for method, op in item.items():
+            if method in UNSAFE and any("sessionCookie" in r for r in op.get("security", [])):
+                response = client.request(method.upper(), _fill(path), json={})
+                answered[f"{method.upper()} {path}"] = (response.status_code, "X-CSRF-Token" in response.text)
+    assert len(answered) >= 8
+    assert {key: value for key, value in answered.items() if value != (403, True)} == {}
