@@ -37,6 +37,11 @@ def _require(user: AuthUser) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the audit log is for admins and supervisors")
 
 
+def _wards(user: AuthUser) -> frozenset[str] | None:
+    """Admins read every row; supervisors the rows of their wards."""
+    return None if user.role == Role.ADMIN.value else user.wards
+
+
 @router.get("/api/v1/audit", response_model=AuditPageOut, responses=RESPONSES)
 def api_audit(
     user: ApiUser,
@@ -52,10 +57,12 @@ def api_audit(
     before_id: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=audit_query.MAX_PAGE_SIZE)] = audit_query.PAGE_SIZE,
 ) -> AuditPageOut:
-    """Audit rows newest first, filtered; page with ``before_id``."""
+    """Audit rows newest first, filtered; page with ``before_id``. Supervisors read their wards' rows."""
     _require(user)
     flt = audit_query.AuditFilter(actor or None, action or None, target or None, day_from, day_to)
-    rows, next_id = audit_query.page(db, flt, zone=_zone(central), before_id=before_id, limit=limit)
+    rows, next_id = audit_query.page(
+        db, flt, zone=_zone(central), wards=_wards(user), before_id=before_id, limit=limit
+    )
     return AuditPageOut(rows=[AuditOut.of(row) for row in rows], next_before_id=next_id)
 
 
@@ -104,7 +111,7 @@ def audit_page(
     flt = audit_query.AuditFilter(
         actor.strip() or None, action.strip() or None, target.strip() or None, start, end
     )
-    rows, next_id = audit_query.page(db, flt, zone=zone, before_id=before_id)
+    rows, next_id = audit_query.page(db, flt, zone=zone, wards=_wards(user), before_id=before_id)
     context = {
         "rows": rows,
         "next_id": next_id,

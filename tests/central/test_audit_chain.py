@@ -252,3 +252,39 @@ def test_downgrade_below_0003_and_back_keeps_the_chain(database_url: str) -> Non
             execute(db, "DELETE FROM audit_log")
     finally:
         db.dispose()
+
+
+def test_a_supervisor_reads_only_their_wards_rows(client: TestClient, db: Database) -> None:
+    from central import users
+    from central.db.models import WardRow
+
+    with db.session() as session:
+        session.add_all([WardRow(ward_id=w, name=w, created_at=T0) for w in ("p-ben-nghe", "p-da-kao")])
+        session.flush()
+        for name, role, ward in (
+            ("son", "supervisor", "p-ben-nghe"),
+            ("lan", "officer", "p-ben-nghe"),
+            ("minh", "officer", "p-da-kao"),
+        ):
+            users.create_user(
+                session,
+                username=name,
+                role=role,
+                password="green-mango-bicycle-41",
+                wards=[ward],
+                actor="admin",
+                now=T0,
+                must_change_password=False,
+            )
+        audit.record(session, None, "ward.update", "ward:p-da-kao", at=T0)
+        audit.record(session, None, "ward.update", "ward:p-ben-nghe", at=T0)
+    login(client, "son", "green-mango-bicycle-41")
+    rows = client.get("/api/v1/audit", params={"limit": 500}).json()["rows"]
+    seen = {(row["action"], row["target"]) for row in rows}
+    assert ("user.create", "user:lan") in seen and ("ward.update", "ward:p-ben-nghe") in seen
+    assert ("user.create", "user:minh") not in seen and ("ward.update", "ward:p-da-kao") not in seen
+    page = client.get("/audit").text
+    assert "user:lan" in page and "user:minh" not in page
+    login(client)  # the admin reads everything
+    everything = {row["target"] for row in client.get("/api/v1/audit", params={"limit": 500}).json()["rows"]}
+    assert {"user:minh", "ward:p-da-kao"} <= everything
