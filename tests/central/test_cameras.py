@@ -102,3 +102,16 @@ def test_wards_cli(settings: Settings, db: Database) -> None:
     assert placed.returncode == 0 and "placed in ben-nghe" in placed.stdout
     listing = cli("list").stdout
     assert "ward ben-nghe\tPhường Bến Nghé" in listing and "camera node-1/cam-1\tben-nghe" in listing
+
+
+def test_an_accepted_node_config_registers_its_cameras(admin: TestClient, db: Database) -> None:
+    from tests.central.test_nodes import enroll, new_token
+    from tests.central.test_nodes_config import camera, config_body
+
+    node_id = str(enroll(admin, new_token(admin)).json()["node_id"])
+    body = config_body(cameras=camera(name="Lê Lợi / Pasteur"))
+    assert admin.put(f"/api/v1/nodes/{node_id}/config", json=body).status_code == 201
+    with db.session() as s:
+        row = s.get(CameraRow, (node_id, "cam-1"))
+        assert row is not None and (row.name, row.ward_id) == ("Lê Lợi / Pasteur", None)
+    assert "Lê Lợi / Pasteur" in admin.get("/cameras").text
