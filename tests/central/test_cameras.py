@@ -95,7 +95,7 @@ def test_wards_cli(settings: Settings, db: Database) -> None:
     missing = cli("place", "node-1", "cam-1", "ben-nghe")
     assert missing.returncode == 1 and "no camera node-1/cam-1" in missing.stderr
     with db.session() as s:
-        from central.ingest import camera_ward
+        from central.messaging.ingest import camera_ward
 
         camera_ward(s, "node-1", "cam-1", datetime.now(UTC))  # the camera's first event registers it
     placed = cli("place", "node-1", "cam-1", "ben-nghe")

@@ -14,7 +14,7 @@ from central import cameras, users
 from central.db.models import WardRow
 from central.db.session import Database
 from central.db.wards import CameraRow
-from central.ingest import Ingestor
+from central.messaging.ingest import Ingestor
 from edge_agent.contract import Event
 from tests.central.conftest import NODE_TOKEN, login
 from tests.central.factories import T0, TOPICS, sha256_of
