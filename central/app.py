@@ -22,8 +22,23 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central import __version__
-from central.api import routes_api, routes_evidence, routes_health, routes_nodes, routes_web
-from central.api.deps import LoginRequiredError
+from central.api import (
+    openapi,
+    routes_admin,
+    routes_api,
+    routes_audit,
+    routes_auth,
+    routes_cases,
+    routes_events,
+    routes_evidence,
+    routes_health,
+    routes_nodes,
+    routes_review,
+    routes_stats,
+    routes_wards,
+    routes_web,
+)
+from central.api.deps import LoginRequiredError, PasswordChangeRequiredError
 from central.context import Central
 from central.db import migrate
 from central.db.session import Database
@@ -34,6 +49,7 @@ from central.messaging.client import BrokerAddress
 from central.messaging.ingest import Ingestor
 from central.messaging.subscriber import MqttSubscriber
 from central.settings import Settings, generate_secret_key
+from central.throttle import LoginThrottle
 from central.users import bootstrap_admin
 from edge_agent.contract import Topics, utcnow
 
@@ -177,6 +193,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     )
     app.state.central = central
     app.state.fleet = fleet
+    app.state.throttle = LoginThrottle(
+        settings.login_throttle_account, settings.login_throttle_address, settings.login_throttle_storage
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=_session_secret(settings),
@@ -188,13 +207,28 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(routes_health.router)
+    app.include_router(routes_auth.router)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_audit.router)
     app.include_router(routes_api.router)
+    app.include_router(routes_events.router)
     app.include_router(routes_evidence.router)
     app.include_router(routes_nodes.router)
     app.include_router(routes_web.router)
+    app.include_router(routes_review.router)
+    app.include_router(routes_cases.router)
+    app.include_router(routes_cases.api_router)
+    app.include_router(routes_wards.router)
+    app.include_router(routes_stats.router)
 
     @app.exception_handler(LoginRequiredError)
     async def _redirect_to_login(request: Request, exc: LoginRequiredError) -> RedirectResponse:
         return RedirectResponse(exc.location, status_code=303)
+
+    @app.exception_handler(PasswordChangeRequiredError)
+    async def _redirect_to_password(request: Request, exc: PasswordChangeRequiredError) -> RedirectResponse:
+        return RedirectResponse(exc.location, status_code=303)
+
+    openapi.install(app)
 
     return app

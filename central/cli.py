@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 
@@ -67,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streetwatch-central",
         description="Central server: review queue, JSON API, evidence store and MQTT ingest. "
-        "Configured with STREETWATCH_* environment variables.",
+        "Configured with STREETWATCH_* environment variables. Other commands: 'users' (accounts: add, disable, "
+        "enable, reset-password, wards, list), 'audit verify' (check the audit log's hash chain), 'wards' "
+        "(add, list, camera placement), 'verify-case FILE.zip' and 'signing-key' (case exports); "
+        "run them with --help.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve HTTP on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default: %(default)s)")
@@ -99,9 +102,35 @@ def _ignore_signal(signum: int, frame: FrameType | None) -> None:
     log.debug("signal %d after shutdown ignored", signum)
 
 
+def _subcommands() -> dict[str, Callable[[Sequence[str]], int]]:
+    """``streetwatch-central NAME ...``: tools that work on the database instead of serving.
+
+    Imported lazily so serving does not pay for them; each takes the remaining arguments.
+    """
+    from central.cli_accounts import audit_main, users_main
+    from central.cli_cases import signing_key_main, verify_case_main, wards_main
+
+    return {
+        "users": users_main,
+        "audit": audit_main,
+        "verify-case": verify_case_main,
+        "signing-key": signing_key_main,
+        "wards": wards_main,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit status (0 after a clean Ctrl-C / SIGTERM shutdown)."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the process exit status (0 after a clean Ctrl-C / SIGTERM shutdown).
+
+    Without a subcommand it runs the server (as it always has); ``users``/``audit`` manage accounts and
+    check the audit chain (``central.cli_accounts``).
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and not arguments[0].startswith("-"):
+        commands = _subcommands()
+        if arguments[0] in commands:
+            return commands[arguments[0]](arguments[1:])
+    args = build_parser().parse_args(arguments)
     configure_logging(args.log_level)
     try:
         settings = Settings()  # required fields come from the environment

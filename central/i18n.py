@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from central.i18n_accounts import ACCOUNT_MESSAGES
 from edge_agent.contract import EventType
 
 DEFAULT_LANG = "en"
@@ -219,6 +220,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
 }
 
+# Account, session and audit pages keep their strings in their own module (central/i18n_accounts.py).
+for _lang, _strings in ACCOUNT_MESSAGES.items():
+    for _key, _text in _strings.items():
+        MESSAGES[_lang].setdefault(_key, _text)
+
 # English labels of event types are derived from their ids (illegal_stopping -> "Illegal stopping").
 for _event_type in EventType:
     MESSAGES["en"].setdefault(_event_type.value, _event_type.value.replace("_", " ").capitalize())
@@ -241,3 +247,10 @@ def choose_language(session: MutableMapping[str, Any], requested: str | None) ->
 def translator(lang: str) -> Callable[[str], str]:
     """A one-argument ``t(key)`` for templates."""
     return lambda key: translate(lang, key)
+
+
+# The officers' workspace (issue 9): queue, claims, cases, statistics, cameras; human names for raw ids.
+from central.i18n_review import REVIEW_MESSAGES  # noqa: E402
+
+for _lang, _messages in REVIEW_MESSAGES.items():
+    MESSAGES[_lang].update(_messages)

@@ -138,6 +138,34 @@ class Settings(BaseSettings):
     session_max_age_s: int = Field(
         default=12 * 3600, ge=60, description="Lifetime of a login session in seconds (one shift by default)."
     )
+    timezone: str = Field(
+        default="Asia/Ho_Chi_Minh",
+        description="IANA time zone in which pages show times (UTC stays on hover and in exports).",
+    )
+    claim_lease_s: int = Field(
+        default=600, ge=30, le=24 * 3600, description="How long an officer's claim on an event lasts."
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "PEM file of central's Ed25519 key that signs case exports. Unset: <data_dir>/signing-key.pem, "
+            "created at first use."
+        ),
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name like Asia/Ho_Chi_Minh)"
+            ) from None
+        return value
+
     node_token: SecretStr = Field(
         description=(
             f"Bearer token nodes present when uploading evidence (required; at least {MIN_NODE_TOKEN_LENGTH} "
@@ -169,6 +197,25 @@ class Settings(BaseSettings):
             "and revocations take effect. Unset: the files are written and the broker must be reloaded by hand."
         ),
     )
+    login_throttle_account: str = Field(
+        default="10/15 minutes",
+        description="Failed logins one account may have in a moving window (``limits`` notation) before "
+        "further attempts are refused.",
+    )
+    login_throttle_address: str = Field(
+        default="50/15 minutes",
+        description="Failed logins one client address may have in a moving window (``limits`` notation).",
+    )
+    login_throttle_storage: str = Field(
+        default="memory://",
+        description="``limits`` storage URI for the login counters; share one (redis://...) across replicas.",
+    )
+    session_idle_s: int = Field(
+        default=2 * 3600,
+        ge=60,
+        description="A login session unused for this long ends (seconds); STREETWATCH_SESSION_MAX_AGE_S caps "
+        "its total length.",
+    )
     enrollment_token_ttl_s: int = Field(
         default=900,
         ge=60,
@@ -193,6 +240,17 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_ADMIN_PASSWORD_LENGTH} characters long")
         if password.strip().lower() in _WEAK_PASSWORDS:
             raise ValueError("is an obvious default password; choose a real one")
+        return value
+
+    @field_validator("login_throttle_account", "login_throttle_address")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit like '10/15 minutes'") from None
         return value
 
     @field_validator("secret_key")

@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from central import audit
 from central.api.deps import ApiUser, CentralDep, DbSession, NodeAuth
 from central.api.schemas import ErrorOut, EvidenceUploadOut
 from central.context import Central
@@ -25,6 +26,7 @@ from central.evidence import (
     check_content_type,
     check_sha256,
 )
+from central.scope import evidence_in_scope, scope_of
 
 router = APIRouter(tags=["evidence"])
 
@@ -83,15 +85,22 @@ async def upload_evidence(
 
 @router.get("/evidence/{sha256}", response_class=FileResponse)
 def get_evidence(sha256: str, user: ApiUser, db: DbSession, central: CentralDep) -> FileResponse:
-    """The stored bytes (logged-in users only); content-addressed, so cacheable forever in the browser."""
+    """The stored bytes, for users whose wards hold an event referencing them (404 otherwise); audited.
+
+    Content-addressed, so the browser may cache them privately for good.
+    """
     try:
         check_sha256(sha256)
     except EvidenceError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence") from None
+    if not evidence_in_scope(db, scope_of(db, user.username, user.role), sha256):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence")
     row = db.get(EvidenceRow, sha256)
     path = central.evidence.path_of(sha256)
     if row is None or not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence")
+    audit.record(db, user.username, "evidence.view", f"evidence:{sha256}", {}, at=central.clock())
+    db.commit()
     return FileResponse(
         path,
         media_type=row.content_type,

@@ -87,10 +87,10 @@ def api_enroll(body: EnrollIn, db: DbSession, central: CentralDep, fleet: FleetD
         audit.record(
             db,
             at=now,
-            username=None,
+            actor=None,
             action="node.enroll.failed",
             target=f"node_name:{body.node_name[:64]}",
-            detail={"reason": err.message},
+            details={"reason": err.message},
         )
         db.commit()
         raise HTTPException(err.status_code, err.message) from None

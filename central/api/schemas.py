@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from central.db.models import DeadLetterRow, DecisionRow, EventRow
+from central.db.models import DeadLetterRow, DecisionRow, EventRow, Role
 
 
 class _Out(BaseModel):
@@ -27,7 +27,7 @@ class LoginIn(BaseModel):
 
 class UserOut(_Out):
     username: str
-    role: str
+    role: Role
 
 
 class DecisionIn(BaseModel):

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
 
@@ -54,12 +55,14 @@ class DecisionKind(StrEnum):
     CONFIRM = "confirm"
     DISMISS = "dismiss"
     ESCALATE = "escalate"
+    REOPEN = "reopen"  # a supervisor sends a decided event back to the queue (with a reason)
 
 
 class Role(StrEnum):
     """User roles of the design notes (section 1)."""
 
     OFFICER = "officer"
+    SUPERVISOR = "supervisor"
     OPERATOR = "operator"
     TECHNICIAN = "technician"
     ADMIN = "admin"
@@ -84,6 +87,15 @@ class EventRow(Base):
         Index("ix_events_started_at", "started_at"),
         Index("ix_events_type", "type"),
         Index("ix_events_camera_id", "camera_id"),
+        # The queue's keyset orders and common searches (central/queue.py), each served in index order:
+        # a ward's pending events oldest first; escalated first (supervisors, one query per flag); all of a
+        # ward's events by time; by type or camera by time; every ward's queue (admins).
+        Index("ix_events_queue", "ward_id", "review_status", "started_at", "event_id"),
+        Index("ix_events_escalated", "ward_id", "review_status", "escalated", "started_at", "event_id"),
+        Index("ix_events_ward_started", "ward_id", "started_at", "event_id"),
+        Index("ix_events_ward_type", "ward_id", "type", "started_at", "event_id"),
+        Index("ix_events_camera_started", "camera_id", "started_at", "event_id"),
+        Index("ix_events_status_started", "review_status", "started_at", "event_id"),
     )
 
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -105,6 +117,17 @@ class EventRow(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     review_status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.PENDING.value, index=True)
+    # Issue 9 (central/scope.py, central/claims.py, central/queue.py): the ward the camera belonged to when
+    # the event arrived, a version every change bumps (decisions carry it; a stale one is a 409), the claim
+    # lease, flags the queue sorts and filters on, and the labels as ",car,truck," for the class filter.
+    ward_id: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    claimed_by: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    labels: Mapped[str] = mapped_column(String(255), default="")
+    changed_after_decision: Mapped[bool] = mapped_column(Boolean, default=False)
 
     decisions: Mapped[list[DecisionRow]] = relationship(
         back_populates="event", order_by="DecisionRow.decided_at", lazy="selectin"
@@ -136,6 +159,9 @@ class DecisionRow(Base):
     # Named ``username`` rather than ``user``: ``user`` is a reserved word in PostgreSQL.
     username: Mapped[str] = mapped_column(String(ID_LEN))
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    event_version: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="The event version the decision was made on (None: before issue 9)."
+    )
 
     event: Mapped[EventRow] = relationship(back_populates="decisions")
 
@@ -155,7 +181,10 @@ class DeadLetterRow(Base):
 
 
 class UserRow(Base):
-    """A person who can log in; the password only ever as an argon2 hash."""
+    """A person who can log in; the password only ever as an argon2 hash.
+
+    Accounts are disabled, never deleted: decisions and audit rows keep naming them.
+    """
 
     __tablename__ = "users"
     __table_args__ = (CheckConstraint(_in("role", Role), name="role"),)
@@ -165,19 +194,80 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    disabled_by: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True)
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="Set by an admin's reset; cleared by a change."
+    )
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
+
+
+class WardRow(Base):
+    """A ward (phường): the unit officers work in and reads are scoped to."""
+
+    __tablename__ = "wards"
+
+    ward_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UserWardRow(Base):
+    """A user's assignment to a ward (many to many)."""
+
+    __tablename__ = "user_wards"
+
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"), primary_key=True)
+    ward_id: Mapped[str] = mapped_column(
+        ForeignKey("wards.ward_id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+
+
+class LoginSessionRow(Base):
+    """A server-side login session; the browser's cookie holds the random token, this row only its SHA-256.
+
+    Ending a session (logout, password change, disabling, the user's own "end") sets ``ended_at``; the
+    row is kept so the user's sessions page and the audit can show it.
+    """
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    address: Mapped[str] = mapped_column(String(64), doc="Client address at login.")
+    user_agent: Mapped[str] = mapped_column(String(255))
 
 
 class AuditRow(Base):
-    """Append-only record of who did what (decisions, logins, user changes)."""
+    """Append-only, hash-chained record of who did what.
+
+    ``hash`` is the SHA-256 of the row's canonical content including ``prev_hash`` (the previous row's
+    ``hash``), so changing, removing or reordering a row breaks the chain (``central.audit.verify``). The
+    database itself refuses UPDATE and DELETE (``central.db.append_only``).
+    """
 
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    username: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True, doc="None: the system.")
-    action: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str | None] = mapped_column(
+        String(ID_LEN), nullable=True, index=True, doc="The actor; None: the system."
+    )
+    action: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[dict[str, Any]] = mapped_column(json_type())
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class NodeStatusRow(Base):
@@ -261,3 +351,7 @@ class AppendOnlyError(RuntimeError):
 @event.listens_for(AuditRow, "before_delete")
 def _refuse_audit_change(mapper: Mapper[AuditRow], connection: object, target: AuditRow) -> None:
     raise AppendOnlyError("audit_log is append-only; rows may not be updated or deleted")
+
+
+# Wards, cameras, claims history, cases (issue 9) live in their own module on the same metadata.
+from central.db import wards as _wards  # noqa: E402, F401

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from central import audit
+from central import audit, cameras
 from central.db.models import NodeConfigRow, NodeRow, NodeStatusRow
 from central.fleet.enrollment import FleetError
 from edge_agent.config import ConfigError, parse_config
@@ -88,13 +88,15 @@ def submit_config(
     )
     session.add(row)
     node.desired_version = version
+    # The camera registry learns the node's cameras (names) from the config central accepted.
+    cameras.sync_from_config(session, node_id, [(c.id, c.name) for c in cfg.cameras], now=now)
     audit.record(
         session,
         at=now,
-        username=username,
+        actor=username,
         action="node.config",
         target=f"node:{node_id}",
-        detail={"version": version, "cameras": [c.id for c in cfg.cameras]},
+        details={"version": version, "cameras": [c.id for c in cfg.cameras]},
     )
     return row
 
@@ -150,9 +152,9 @@ def record_applied(session: Session, node_id: str, answer: ConfigApplied, now: d
     audit.record(
         session,
         at=now,
-        username=None,
+        actor=None,
         action="node.config.restamp",
         target=f"node:{node_id}",
-        detail={"from": desired, "to": version, "node_runs": answer.running_version, "reason": answer.error},
+        details={"from": desired, "to": version, "node_runs": answer.running_version, "reason": answer.error},
     )
     return Recorded.RESTAMPED

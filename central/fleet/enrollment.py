@@ -90,10 +90,10 @@ def create_enrollment_token(session: Session, *, username: str, now: datetime, t
     audit.record(
         session,
         at=now,
-        username=username,
+        actor=username,
         action="enrollment_token.create",
         target=f"enrollment_token:{row.id}",
-        detail={"expires_at": row.expires_at.isoformat()},
+        details={"expires_at": row.expires_at.isoformat()},
     )
     return IssuedToken(row.id, token, row.expires_at)
 
@@ -139,10 +139,10 @@ def enroll_node(session: Session, *, token: str, node_name: str, now: datetime) 
     audit.record(
         session,
         at=now,
-        username=None,
+        actor=None,
         action="node.enroll",
         target=f"node:{node_id}",
-        detail={"name": node_name, "enrollment_token": row.id, "token_created_by": row.created_by},
+        details={"name": node_name, "enrollment_token": row.id, "token_created_by": row.created_by},
     )
     return issued
 
@@ -158,7 +158,7 @@ def revoke_node(session: Session, node_id: str, *, username: str, now: datetime)
     row.revoked_by = username
     row.mqtt_password_hash = None
     row.http_token_hash = None
-    audit.record(session, at=now, username=username, action="node.revoke", target=f"node:{node_id}")
+    audit.record(session, at=now, actor=username, action="node.revoke", target=f"node:{node_id}")
     return row
 
 

@@ -7,6 +7,11 @@ out of order after a reconnect. Hence the rules here:
 * one row per ``event_id``; a message is applied only when it is *newer* than the row, ordered by
   ``(phase rank, observed_at)`` with start < update < end, so a late ``start`` never regresses an ``end``;
 * a message that is not newer is a ``duplicate`` (same order key) or ``stale`` (older) and changes nothing;
+  a "duplicate" whose content differs from what is stored is a conflict and is dead-lettered, not dropped;
+* once an officer has decided (confirmed/dismissed), a newer phase never changes the decided facts: it is kept
+  in ``event_history`` and the event is flagged ``changed_after_decision`` for the event page to show;
+* every change of the stored facts bumps the event's ``version``: a decision made on an older version is
+  refused (central/review.py), so nobody confirms facts they were not shown;
 * anything that cannot be accepted (bad JSON, schema error, a node speaking for another node, an ``event_id``
   reused for a different camera/rule) becomes a ``dead_letters`` row with the reason and the exact bytes.
 
@@ -26,10 +31,13 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.orm import Session
 
-from central.db.models import DeadLetterRow, EventRow, NodeStatusRow
+from central.db.models import DeadLetterRow, EventRow, NodeStatusRow, ReviewStatus
 from central.db.session import Database
+from central.db.wards import CameraRow, EventEvidenceRow, EventHistoryRow
 from edge_agent.contract import Event, EvidenceRef, Heartbeat, NodeStatus, Phase, Topics, utcnow
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,7 @@ class IngestResult(StrEnum):
     UPDATED = "updated"
     DUPLICATE = "duplicate"  # same message again (QoS 1 redelivery): nothing changed
     STALE = "stale"  # an older phase/status than the one stored arrived late: nothing changed
+    HISTORY = "history"  # a newer phase of a decided event: kept as history, decided facts unchanged
     DEAD_LETTER = "dead_letter"
 
 
@@ -81,6 +90,7 @@ class IngestCounters:
             "updated": total(IngestResult.UPDATED, "event"),
             "duplicates": total(IngestResult.DUPLICATE),
             "stale": total(IngestResult.STALE),
+            "after_decision": total(IngestResult.HISTORY),
             "dead_letters": total(IngestResult.DEAD_LETTER),
             "statuses": total(IngestResult.INSERTED, "status") + total(IngestResult.UPDATED, "status"),
         }
@@ -262,7 +272,11 @@ class Ingestor:
         with self._db.session() as session:
             row = session.get(EventRow, str(event.event_id), with_for_update=True)
             if row is None:
-                session.add(_new_event_row(event, now))
+                row = _new_event_row(event, now)
+                row.ward_id = camera_ward(session, event.node_id, event.camera_id, now)
+                session.add(row)
+                session.flush()
+                _link_evidence(session, row.event_id, set(), event.evidence)
                 session.flush()
                 return IngestResult.INSERTED
             for field in IDENTITY_FIELDS:
@@ -274,11 +288,29 @@ class Ingestor:
                     return Conflict(reason)
             stored_key = (PHASE_RANK[row.phase], row.observed_at)
             incoming_key = (PHASE_RANK[event.phase.value], event.observed_at)
+            decided = row.review_status != ReviewStatus.PENDING.value
+            if decided:
+                history = _latest_history(session, row.event_id)
+                if history is not None:
+                    stored_key = max(stored_key, (PHASE_RANK[history.phase], history.observed_at))
             if incoming_key == stored_key:
+                differs = _differs_from_history(session, row, event) if decided else _differs(row, event)
+                if differs:
+                    return Conflict(
+                        f"event_id {row.event_id}: a different message with the same phase and "
+                        f"observed_at is already stored ({differs})"
+                    )
                 return IngestResult.DUPLICATE
             if incoming_key < stored_key:
                 return IngestResult.STALE
+            known = {str(ref.get("sha256")) for ref in row.evidence}
+            if decided:
+                _keep_as_history(session, row, event, now)
+                _link_evidence(session, row.event_id, known, event.evidence)
+                return IngestResult.HISTORY
             _apply_newer(row, event, now)
+            row.version += 1
+            _link_evidence(session, row.event_id, known, event.evidence)
             return IngestResult.UPDATED
 
     # -- node status ----------------------------------------------------------------------------------------
@@ -347,6 +379,98 @@ class Ingestor:
         return IngestResult.DEAD_LETTER
 
 
+def camera_ward(session: Session, node_id: str, camera_id: str, now: datetime) -> str | None:
+    """The ward of a camera; an unknown camera is registered (no ward yet: only admins see its events)."""
+    camera = session.get(CameraRow, (node_id, camera_id))
+    if camera is None:
+        session.add(
+            CameraRow(
+                node_id=node_id,
+                camera_id=camera_id,
+                name="",
+                ward_id=None,
+                location="",
+                notes="",
+                updated_at=now,
+                updated_by=None,
+            )
+        )
+        session.flush()
+        return None
+    return camera.ward_id
+
+
+def _link_evidence(session: Session, event_id: str, known: set[str], refs: list[EvidenceRef]) -> None:
+    for sha in sorted({ref.sha256 for ref in refs} - known):
+        if session.get(EventEvidenceRow, (event_id, sha)) is None:
+            session.add(EventEvidenceRow(event_id=event_id, sha256=sha))
+
+
+def _facts(event: Event) -> tuple[Any, ...]:
+    return (
+        event.ended_at,
+        [obj.model_dump(mode="json") for obj in event.objects],
+        dict(event.measurements),
+    )
+
+
+def _differs(row: EventRow, event: Event) -> str | None:
+    """Why ``event`` is not the message already applied to ``row`` (None: a true redelivery)."""
+    ended, objects, measurements = _facts(event)
+    if ended != row.ended_at:
+        return "ended_at"
+    if objects != row.objects:
+        return "objects"
+    if measurements != row.measurements:
+        return "measurements"
+    if not {ref.sha256 for ref in event.evidence} <= {str(ref.get("sha256")) for ref in row.evidence}:
+        return "evidence"
+    return None
+
+
+def _latest_history(session: Session, event_id: str) -> EventHistoryRow | None:
+    return session.scalars(
+        select(EventHistoryRow)
+        .where(EventHistoryRow.event_id == event_id)
+        .order_by(EventHistoryRow.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _differs_from_history(session: Session, row: EventRow, event: Event) -> str | None:
+    """For a decided event: compare with the kept message of the same key (history, else the row)."""
+    key = (event.phase.value, event.observed_at)
+    for kept in session.scalars(select(EventHistoryRow).where(EventHistoryRow.event_id == row.event_id)):
+        if (kept.phase, kept.observed_at) == key:
+            ended, objects, measurements = _facts(event)
+            if (ended, objects, measurements) != (kept.ended_at, kept.objects, kept.measurements):
+                return "content differs from the message kept after the decision"
+            return None
+    return _differs(row, event)
+
+
+def _keep_as_history(session: Session, row: EventRow, event: Event, now: datetime) -> None:
+    session.add(
+        EventHistoryRow(
+            event_id=row.event_id,
+            received_at=now,
+            phase=event.phase.value,
+            observed_at=event.observed_at,
+            ended_at=event.ended_at,
+            objects=[obj.model_dump(mode="json") for obj in event.objects],
+            measurements=dict(event.measurements),
+            evidence=[ref.model_dump(mode="json") for ref in event.evidence],
+        )
+    )
+    row.changed_after_decision = True
+
+
+def labels_of(objects: list[dict[str, Any]]) -> str:
+    """``",car,truck,"`` for the queue's class filter (``LIKE '%,car,%'``)."""
+    names = sorted({str(obj["label"]) for obj in objects if obj.get("label")})
+    return ("," + ",".join(names) + ",")[:255] if names else ""
+
+
 def _storable_text(text: str) -> str:
     """Text every backend accepts: PostgreSQL refuses NUL characters (the exact bytes stay in base64)."""
     return text.replace("\x00", "\ufffd")
@@ -363,6 +487,9 @@ def _new_event_row(event: Event, now: datetime) -> EventRow:
         started_at=event.started_at,
         received_at=now,
         evidence=[],
+        version=1,
+        escalated=False,
+        changed_after_decision=False,
     )
     _apply_newer(row, event, now)
     return row
@@ -376,6 +503,7 @@ def _apply_newer(row: EventRow, event: Event, now: datetime) -> None:
     row.objects = [obj.model_dump(mode="json") for obj in event.objects]
     row.measurements = dict(event.measurements)
     row.evidence = merge_evidence(row.evidence or [], event.evidence)
+    row.labels = labels_of(row.objects)
     row.model_name = event.model.name
     row.model_sha256 = event.model.sha256
     row.config_version = event.config_version

@@ -1,6 +1,8 @@
 // Event page: keyboard shortcuts for the decision form. C confirms, E escalates, D dismisses (with an empty
 // reason it puts the cursor in the reason field instead, since a dismissal needs one). Keys are ignored while
 // typing; Esc leaves the reason field. A form is submitted once, however often a key or button is pressed.
+// Keys act only on an event the officer has claimed (the form carries data-claimed): a stray key press on an
+// event someone else is looking at must never decide it.
 (function () {
   "use strict";
   const form = document.getElementById("decision-form");
@@ -25,6 +27,9 @@
   });
 
   document.addEventListener("keydown", function (event) {
+    if (form.dataset.claimed !== "1") {
+      return;
+    }
     if (event.defaultPrevented || event.repeat || event.ctrlKey || event.metaKey || event.altKey) {
       return;
     }

@@ -133,8 +133,10 @@ def client(settings: Settings, clock: FakeClock) -> Iterator[TestClient]:
 
 
 def login(client: TestClient, username: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    """Log in through the API and send the session's CSRF token on every later request, as a front end does."""
     response = client.post("/api/v1/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text
+    client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from central.db.models import AuditRow, Role, UserRow
+from central.db.models import AuditRow, Role, UserRow, UserWardRow, WardRow
 from central.db.session import Database
 from central.messaging.ingest import Ingestor
 from central.security import hash_password
@@ -35,6 +35,9 @@ def add_user(db: Database, username: str, role: Role, password: str = "officer-p
                 updated_at=T0,
             )
         )
+        session.flush()
+        if session.get(WardRow, "w1") is not None:
+            session.add(UserWardRow(username=username, ward_id="w1"))
 
 
 def test_api_requires_login(client: TestClient) -> None:
@@ -47,12 +50,15 @@ def test_api_login(client: TestClient, db: Database) -> None:
     bad = client.post("/api/v1/login", json={"username": "admin", "password": "nope-nope"})
     assert bad.status_code == 401
     good = client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-    assert good.json() == {"username": "admin", "role": "admin"}
+    body = good.json()
+    assert (body["username"], body["role"], body["wards"]) == ("admin", "admin", [])
+    assert len(body["csrf_token"]) >= 32
     assert client.get("/api/v1/me").json()["username"] == "admin"
     with db.session() as session:
         actions = [row.action for row in session.scalars(select(AuditRow).order_by(AuditRow.id))]
     assert actions == ["user.bootstrap", "login.failed", "login"]
-    assert client.post("/api/v1/logout").status_code == 204
+    assert client.post("/api/v1/logout").status_code == 403  # no CSRF header
+    assert client.post("/api/v1/logout", headers={"X-CSRF-Token": body["csrf_token"]}).status_code == 204
     assert client.get("/api/v1/me").status_code == 401
 
 
@@ -61,15 +67,23 @@ def test_list_and_filter_events(admin: TestClient) -> None:
     newer = make_event(camera_id="cam-b", event_type=EventType.WRONG_WAY)
     ingest(admin, older)
     ingest(admin, newer)
-    listed = admin.get("/api/v1/events").json()
-    assert [e["camera_id"] for e in listed] == ["cam-b", "cam-a"]  # newest first
-    assert listed[0]["review_status"] == "pending"
+    listed = admin.get("/api/v1/events").json()["events"]
+    assert [e["camera_id"] for e in listed] == ["cam-a", "cam-b"]  # oldest first: nothing waits forever
+    assert [e["camera_id"] for e in admin.get("/api/v1/events?order=newest").json()["events"]] == [
+        "cam-b",
+        "cam-a",
+    ]
+    assert listed[0]["review_status"] == "pending" and listed[0]["version"] == 1
     assert listed[0]["evidence"][0]["stored"] is False and listed[0]["evidence"][0]["url"] is None
-    assert [e["camera_id"] for e in admin.get("/api/v1/events?type=wrong_way").json()] == ["cam-b"]
-    assert admin.get("/api/v1/events?status=confirmed").json() == []
-    assert len(admin.get("/api/v1/events?limit=1").json()) == 1
+    assert [e["camera_id"] for e in admin.get("/api/v1/events?type=wrong_way").json()["events"]] == ["cam-b"]
+    assert admin.get("/api/v1/events?status=confirmed").json()["events"] == []
+    first = admin.get("/api/v1/events?limit=1").json()
+    assert len(first["events"]) == 1 and first["next_cursor"]
+    second = admin.get("/api/v1/events", params={"limit": 1, "cursor": first["next_cursor"]}).json()
+    assert [e["camera_id"] for e in second["events"]] == ["cam-b"] and second["next_cursor"] is None
     assert admin.get("/api/v1/events?status=nope").status_code == 422
     assert admin.get("/api/v1/events?limit=0").status_code == 422
+    assert admin.get("/api/v1/events?cursor=garbage").status_code == 422
 
 
 def test_event_detail_and_decisions(admin: TestClient, clock: FakeClock) -> None:
@@ -81,38 +95,44 @@ def test_event_detail_and_decisions(admin: TestClient, clock: FakeClock) -> None
     assert detail["measurements"] == {"dwell_s": 75.0}
     assert detail["model"] == {"name": "yolo11n.onnx", "sha256": "a" * 64}
     assert detail["decisions"] == []
-    refused = admin.post(f"{url}/decision", json={"decision": "dismiss"})
+    refused = admin.post(f"{url}/decision", json={"decision": "dismiss", "version": 1})
     assert refused.status_code == 422 and "reason" in refused.json()["detail"]
-    assert admin.post(f"{url}/decision", json={"decision": "maybe"}).status_code == 422
+    assert admin.post(f"{url}/decision", json={"decision": "maybe", "version": 1}).status_code == 422
+    assert admin.post(f"{url}/decision", json={"decision": "confirm"}).status_code == 422  # no version
     escalated = admin.post(
-        f"{url}/decision", json={"decision": "escalate", "reason": "needs a captain"}
+        f"{url}/decision", json={"decision": "escalate", "reason": "needs a captain", "version": 1}
     ).json()
-    assert escalated["review_status"] == "pending"
+    assert (escalated["review_status"], escalated["escalated"], escalated["version"]) == ("pending", True, 2)
     clock.advance(60)
-    dismissed = admin.post(f"{url}/decision", json={"decision": "dismiss", "reason": "ambulance"}).json()
-    assert dismissed["review_status"] == "dismissed"
-    assert [(d["decision"], d["username"]) for d in dismissed["decisions"]] == [
+    stale = admin.post(f"{url}/decision", json={"decision": "dismiss", "reason": "ambulance", "version": 1})
+    assert stale.status_code == 409
+    dismissed = admin.post(
+        f"{url}/decision", json={"decision": "dismiss", "reason": "ambulance", "version": 2}
+    )
+    assert dismissed.json()["review_status"] == "dismissed"
+    assert [(d["decision"], d["username"]) for d in dismissed.json()["decisions"]] == [
         ("escalate", "admin"),
         ("dismiss", "admin"),
     ]
-    assert dismissed["decisions"][1]["decided_at"].startswith(clock.now.isoformat()[:19])
+    assert dismissed.json()["decisions"][1]["decided_at"].startswith(clock.now.isoformat()[:19])
     assert admin.get("/api/v1/events/does-not-exist").status_code == 404
 
 
 def test_role_rules(client: TestClient, db: Database) -> None:
+    from tests.central.workspace import add_wards
+
+    add_wards(db)  # make_event's node-1/cam-1 stands in ward w1
     event = make_event()
     ingest(client, event)
     add_user(db, "tech", Role.TECHNICIAN)
     add_user(db, "officer", Role.OFFICER)
     login(client, "tech", "officer-password-1")
-    assert (
-        client.post(f"/api/v1/events/{event.event_id}/decision", json={"decision": "confirm"}).status_code
-        == 403
-    )
+    decision = {"decision": "confirm", "version": 1}
+    assert client.post(f"/api/v1/events/{event.event_id}/decision", json=decision).status_code == 403
     assert client.get("/api/v1/dead-letters").status_code == 200
     login(client, "officer", "officer-password-1")
     assert client.get("/api/v1/dead-letters").status_code == 403
-    ok = client.post(f"/api/v1/events/{event.event_id}/decision", json={"decision": "confirm"})
+    ok = client.post(f"/api/v1/events/{event.event_id}/decision", json=decision)
     assert ok.json()["decisions"][0]["username"] == "officer"
 
 

@@ -14,7 +14,7 @@ from central.db.session import Database
 from central.evidence import EvidenceError, EvidenceStore
 from central.settings import Settings
 from tests.central.conftest import NODE_TOKEN, login
-from tests.central.factories import JPEG_BYTES, sha256_of
+from tests.central.factories import JPEG_BYTES, TOPICS, make_event, sha256_of
 
 AUTH = {"Authorization": f"Bearer {NODE_TOKEN}", "Content-Type": "image/jpeg"}
 
@@ -120,6 +120,9 @@ def test_content_type_parameters_are_accepted(client: TestClient) -> None:
 def test_download_requires_login_and_serves_the_bytes(client: TestClient) -> None:
     sha = sha256_of(JPEG_BYTES)
     assert put(client, sha, JPEG_BYTES).status_code == 201
+    # Bytes are served only through an event that references them (scoping: central/scope.py).
+    event = make_event()
+    client.app.state.central.ingestor.ingest(TOPICS.events(event.node_id), event.to_json())  # type: ignore[attr-defined]
     assert client.get(f"/evidence/{sha}").status_code == 401
     login(client)
     response = client.get(f"/evidence/{sha}")

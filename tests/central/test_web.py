@@ -107,7 +107,7 @@ def test_confirm_stores_user_time_and_audit(admin: TestClient, db: Database, clo
     clock.advance(42)
     response = admin.post(
         f"/events/{event.event_id}/decision",
-        data={"decision": "confirm", "reason": "", "csrf_token": csrf_from(page.text)},
+        data={"decision": "confirm", "version": "1", "reason": "", "csrf_token": csrf_from(page.text)},
         follow_redirects=False,
     )
     assert (response.status_code, response.headers["location"]) == (303, "/review")
@@ -119,7 +119,12 @@ def test_confirm_stores_user_time_and_audit(admin: TestClient, db: Database, clo
         assert row is not None and row.review_status == "confirmed"
         audit = session.scalars(select(AuditRow).where(AuditRow.action == "event.confirm")).one()
         assert (audit.username, audit.target, audit.at) == ("admin", f"event:{event.event_id}", clock.now)
-        assert audit.detail == {"reason": None, "previous_status": "pending", "status": "confirmed"}
+        assert audit.detail == {
+            "reason": None,
+            "previous_status": "pending",
+            "status": "confirmed",
+            "version": 1,
+        }
     detail = admin.get(f"/events/{event.event_id}").text
     assert "Confirm" in detail and "admin" in detail
 
@@ -130,7 +135,7 @@ def test_dismiss_without_reason_is_refused(admin: TestClient, db: Database) -> N
     token = csrf_from(admin.get(f"/events/{event.event_id}").text)
     response = admin.post(
         f"/events/{event.event_id}/decision",
-        data={"decision": "dismiss", "reason": "  ", "csrf_token": token},
+        data={"decision": "dismiss", "version": "1", "reason": "  ", "csrf_token": token},
     )
     assert response.status_code == 422
     assert "A dismissal needs a reason." in response.text
@@ -140,7 +145,7 @@ def test_dismiss_without_reason_is_refused(admin: TestClient, db: Database) -> N
         assert row is not None and row.review_status == "pending"
     ok = admin.post(
         f"/events/{event.event_id}/decision",
-        data={"decision": "dismiss", "reason": "delivery van, allowed", "csrf_token": token},
+        data={"decision": "dismiss", "version": "1", "reason": "delivery van, allowed", "csrf_token": token},
         follow_redirects=False,
     )
     assert ok.status_code == 303
@@ -182,10 +187,12 @@ def test_security_headers_on_pages(client: TestClient) -> None:
 def test_event_page_in_vietnamese_without_decision_form_for_technicians(
     client: TestClient, db: Database
 ) -> None:
-    from central.db.models import Role, UserRow
+    from central.db.models import Role, UserRow, UserWardRow
     from central.security import hash_password
     from tests.central.factories import T0
+    from tests.central.workspace import add_wards
 
+    add_wards(db)  # node-1/cam-1 (make_event's camera) stands in ward w1
     with db.session() as session:
         session.add(
             UserRow(
@@ -196,6 +203,8 @@ def test_event_page_in_vietnamese_without_decision_form_for_technicians(
                 updated_at=T0,
             )
         )
+        session.flush()
+        session.add(UserWardRow(username="tech", ward_id="w1"))
     event = make_event()
     ingest(client, event)
     login(client, "tech", "tech-password-1")

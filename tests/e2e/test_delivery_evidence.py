@@ -129,6 +129,7 @@ def test_upload_survives_central_downtime_and_a_corrupt_file_is_refused_not_bloc
                 officer = httpx.Client(base_url=url, timeout=10)
                 r = officer.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD})
                 assert r.status_code == 200
+                officer.headers["X-CSRF-Token"] = r.json()["csrf_token"]
 
                 def stored(event_id: object) -> dict[str, object] | None:
                     r = officer.get(f"/api/v1/events/{event_id}")

@@ -138,10 +138,9 @@ def test_kerbside_stopping_reaches_the_officer_and_is_decided(central: Central, 
     assert result.returncode == 0, result.stderr[-3000:]
 
     client = httpx.Client(base_url=central.url, timeout=10)
-    assert (
-        client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code
-        == 200
-    )
+    login = client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert login.status_code == 200
+    client.headers["X-CSRF-Token"] = login.json()["csrf_token"]  # every JSON write sends it
 
     def stored() -> list[dict[str, object]]:
         r = client.get("/api/v1/events", params={"type": "illegal_stopping", "status": "all"})

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+from zoneinfo import ZoneInfo
 
 import cv2
 import httpx
@@ -239,11 +240,13 @@ def api_client(central: Central) -> httpx.Client:
     client = httpx.Client(base_url=central.url, timeout=10)
     r = client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD})
     assert r.status_code == 200, r.text
+    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]  # every JSON write sends it
     return client
 
 
 # How the pages write a dwell time (the events below use these three).
-DWELL_TEXT = {95.0: "1 m 35 s", 312.0: "5 m 12 s", 47.0: "47.0 s"}
+DWELL_TEXT = {95.0: "1 m 35 s", 312.0: "5 m 12 s", 47.0: "47 s"}
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")  # central's default display zone; UTC stays in the hover title
 
 
 # --- the browser ---------------------------------------------------------------------------------------------
@@ -289,7 +292,7 @@ def test_officer_reviews_the_queue_in_a_browser(chromium: Browser, central: Cent
     def pending_ids() -> set[str]:
         r = api.get("/api/v1/events", params={"status": "pending"})
         r.raise_for_status()
-        return {e["event_id"] for e in r.json()}
+        return {e["event_id"] for e in r.json()["events"]}
 
     ids = [str(e.event_id) for e in events]
     wait_until(lambda: set(ids) <= pending_ids(), timeout_s=15, interval_s=0.1, message="events at central")
@@ -346,7 +349,8 @@ def _workflow(page: Page, central: Central, api: httpx.Client, events: list[Even
         expect(row).to_contain_text("Illegal stopping")
         expect(row).to_contain_text(CAMERA_ID)
         expect(row).to_contain_text(ZONE_ID)
-        expect(row).to_contain_text(f"{event.started_at:%Y-%m-%d %H:%M:%S} UTC")
+        expect(row).to_contain_text(f"{event.started_at.astimezone(LOCAL):%d/%m/%Y %H:%M:%S}")
+        expect(row.locator("time")).to_have_attribute("title", f"{event.started_at:%Y-%m-%d %H:%M:%S} UTC")
         expect(row).to_contain_text(DWELL_TEXT[event.measurements["dwell_s"]])
         expect(row).to_contain_text("Pending")
         _expect_image_loaded(row.locator("img"))
@@ -394,12 +398,19 @@ def _workflow(page: Page, central: Central, api: httpx.Client, events: list[Even
     (decision,) = detail["decisions"]
     assert decision["decision"] == "dismiss" and decision["username"] == "admin", decision
     assert decision["reason"] == "Delivery van loading, permitted in this zone" and decision["decided_at"]
-    pending = api.get("/api/v1/events", params={"status": "pending"}).json()
+    pending = api.get("/api/v1/events", params={"status": "pending"}).json()["events"]
     assert first not in {e["event_id"] for e in pending}
 
-    # Confirm the second from its page with the keyboard: C.
+    # Confirm the second from its page with the keyboard: C. Keys act only on a claimed event, so an
+    # unclaimed one ignores C; after "Claim" it works.
     _open_event(page, url, second)
     _expect_image_loaded(page.locator(".snapshot img"))
+    page.keyboard.press("c")
+    expect(page).to_have_url(f"{url}/events/{second}")
+    assert api.get(f"/api/v1/events/{second}").json()["decisions"] == []
+    page.get_by_role("button", name="Claim").click()
+    expect(page.locator("#claim-box")).to_contain_text("You have claimed this event")
+    page.wait_for_load_state("load")
     page.keyboard.press("c")
     expect(page).to_have_url(f"{url}/review")
     expect(page.get_by_role("status")).to_contain_text("Confirmed")
@@ -412,6 +423,9 @@ def _workflow(page: Page, central: Central, api: httpx.Client, events: list[Even
     # D with an empty reason does not submit: it puts the officer in the reason field. Typing there is not
     # taken for shortcuts; Esc leaves the field, then E escalates (the event stays in the queue, marked).
     _open_event(page, url, third)
+    page.get_by_role("button", name="Claim").click()
+    expect(page.locator("#claim-box")).to_contain_text("You have claimed this event")
+    page.wait_for_load_state("load")
     page.keyboard.press("d")
     reason = page.get_by_label("Reason")
     expect(reason).to_be_focused()
