@@ -287,6 +287,12 @@ class Topics:
 
     def all_events(self) -> str:
         return f"{self.prefix}/nodes/+/events"
+    def cmd_result(self, node: str) -> str:
+        return f"{self.prefix}/nodes/{node}/cmd/result"
+
+    def all_cmd_results(self) -> str:
+        return f"{self.prefix}/nodes/+/cmd/result"
+
 
     def all_status(self) -> str:
         return f"{self.prefix}/nodes/+/status"
@@ -359,3 +365,130 @@ class ConfigApplied(_Strict):
     @classmethod
     def from_json(cls, payload: bytes | str) -> ConfigApplied:
         return cls.model_validate_json(payload)
+
+
+# -- commands (central -> node on ``cmd``, answers on ``cmd/result``) -------------------------------------------
+
+SCHEMA_COMMAND: Final = "streetwatch.command/1"
+SCHEMA_COMMAND_RESULT: Final = "streetwatch.command-result/1"
+CommandName = Annotated[
+    str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="Command name, e.g. 'snapshot'.")
+]
+
+
+class Command(_Strict):
+    """One request to one node, published at QoS 1 (not retained) on ``{prefix}/nodes/{node}/cmd``.
+
+    ``args`` stays a JSON object in the envelope so a node with older software can still read the envelope and
+    answer ``refused: unknown command`` instead of dead-lettering it; each side then validates ``args`` with the
+    model registered for ``name`` in ``COMMAND_ARGS``. ``expires_at`` matters because the broker keeps QoS 1
+    messages for a node that is offline: a snapshot asked for yesterday must not run today.
+    """
+
+    schema_: Literal["streetwatch.command/1"] = Field(
+        default=SCHEMA_COMMAND, alias="schema", description="Contract version."
+    )
+    request_id: uuid.UUID = Field(description="Minted by central; every answer carries it.")
+    node_id: Identifier = Field(description="Node the command is for (must match the topic).")
+    name: CommandName
+    args: dict[str, object] = Field(default_factory=dict, description="Arguments, checked per command.")
+    issued_at: AwareDatetime = Field(description="When central sent it (UTC).")
+    expires_at: AwareDatetime = Field(description="After this the node refuses it as expired (UTC).")
+    issued_by: str = Field(default="", max_length=64, description="Who asked (for the node's log).")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _deadline_after_issue(self) -> Command:
+        if self.expires_at <= self.issued_at:
+            raise ValueError("expires_at must be after issued_at")
+        return self
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> Command:
+        return cls.model_validate_json(payload)
+
+
+class CommandState(StrEnum):
+    """What a node says about a command: ``progress`` may come several times, the other three end it."""
+
+    PROGRESS = "progress"
+    OK = "ok"
+    REFUSED = "refused"  # never started: unknown command, invalid args, expired, busy, wrong node
+    FAILED = "failed"  # started but could not finish (camera down, upload refused, ...)
+
+
+FINAL_STATES: Final = frozenset({CommandState.OK, CommandState.REFUSED, CommandState.FAILED})
+
+
+class CommandResult(_Strict):
+    """A node's answer on ``{prefix}/nodes/{node}/cmd/result`` (QoS 1) about one command."""
+
+    schema_: Literal["streetwatch.command-result/1"] = Field(
+        default=SCHEMA_COMMAND_RESULT, alias="schema", description="Contract version."
+    )
+    request_id: uuid.UUID = Field(description="The command's request id.")
+    node_id: Identifier = Field(description="Node that answers.")
+    name: CommandName
+    state: CommandState = Field(description="progress, ok, refused or failed.")
+    reason: str | None = Field(
+        default=None, max_length=4000, description="Why it was refused or failed (names the field)."
+    )
+    progress: Unit | None = Field(default=None, description="Fraction done, when the command can tell.")
+    message: str = Field(default="", max_length=500, description="Short human-readable step, e.g. 'uploading'.")
+    result: dict[str, object] = Field(
+        default_factory=dict, description="What an ok command produced; checked with COMMAND_RESULTS[name]."
+    )
+    at: AwareDatetime = Field(description="When the node said so (UTC).")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _reason_iff_not_ok(self) -> CommandResult:
+        needs_reason = self.state in (CommandState.REFUSED, CommandState.FAILED)
+        if needs_reason != (self.reason is not None):
+            raise ValueError("reason must be set exactly when the state is refused or failed")
+        return self
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> CommandResult:
+        return cls.model_validate_json(payload)
+
+
+class SnapshotArgs(_Strict):
+    """``snapshot``: a fresh frame of each camera asked for, uploaded as evidence (``EvidenceKind.SNAPSHOT``)."""
+
+    cameras: list[Identifier] = Field(
+        default_factory=list, max_length=64, description="Camera ids; empty means every camera of the node."
+    )
+    max_age_s: float = Field(
+        default=5.0, gt=0.0, le=300.0, description="Frames older than this count as no frame (camera down)."
+    )
+    quality: int = Field(default=90, ge=30, le=100, description="JPEG quality.")
+
+
+class CameraSnapshot(_Strict):
+    camera_id: Identifier = Field(description="Camera the frame is from.")
+    sha256: Sha256Hex = Field(description="Evidence hash of the JPEG (fetch it from central's evidence store).")
+    width: int = Field(gt=0, le=16384, description="Frame width in pixels.")
+    height: int = Field(gt=0, le=16384, description="Frame height in pixels.")
+    captured_at: AwareDatetime = Field(description="When the frame was read (UTC).")
+
+
+class SnapshotResult(_Strict):
+    snapshots: list[CameraSnapshot] = Field(max_length=64, description="One per camera that had a frame.")
+    missing: dict[str, str] = Field(
+        default_factory=dict, description="Cameras without a fresh frame, with the reason."
+    )
+
+
+# Per-command argument and result models, shared by central (validates before sending) and the node
+# (validates before running). A new command adds its two models here; nothing else in the contract changes.
+COMMAND_ARGS: Final[dict[str, type[BaseModel]]] = {"snapshot": SnapshotArgs}
+COMMAND_RESULTS: Final[dict[str, type[BaseModel]]] = {"snapshot": SnapshotResult}

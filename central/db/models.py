@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -237,6 +238,37 @@ class NodeConfigRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(json_type())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(ID_LEN))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True, doc="Why this version (e.g. a rollback).")
+    rollback_of: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="The older version this one re-publishes, for a rollback."
+    )
+
+
+class NodeCommandRow(Base):
+    """One command sent to a node and where it stands (``central.fleet.commands``)."""
+
+    __tablename__ = "node_commands"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('sent', 'progress', 'ok', 'refused', 'failed', 'timeout', 'unsent')", name="state"
+        ),
+        Index("ix_node_commands_node_created", "node_id", "created_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.node_id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]] = mapped_column(json_type())
+    state: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(json_type(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(ID_LEN))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class EnrollmentTokenRow(Base):

@@ -118,6 +118,7 @@ class Publisher:
             reconnects=lambda: self.stats.disconnects,
             disk_path=self.outbox.path.parent,
             clock=clock,
+            model=model,
         )
         self._next_purge = clock()
         self._inflight: dict[int, _InFlight] = {}
@@ -176,6 +177,11 @@ class Publisher:
         self.stats.queued += len(items)
         self._upload_wake.set()
         self._wake.set()
+
+    @property
+    def http(self) -> httpx.Client:
+        """The HTTP client to central with the node's token (evidence uploads; commands reuse it)."""
+        return self._http
 
     @property
     def pending(self) -> int:

@@ -18,8 +18,10 @@ from edge_agent.delivery.heartbeat import CameraSample, LatencyWindow
 from edge_agent.delivery.publisher import Publisher
 from edge_agent.evidence.clips import ClipEncoder
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
+from edge_agent.node.commands import CommandListener, CommandRunner
 from edge_agent.node.health import HealthServices
 from edge_agent.node.probe import LiveSources, Probe
+from edge_agent.node.snapshot_cmd import SnapshotCommand, upload_evidence
 from edge_agent.perception.detector.onnx_detector import OnnxDetector
 from edge_agent.pipeline.camera import CameraPipeline, PipelineStats
 from edge_agent.pipeline.detect_loop import DetectLoop
@@ -60,6 +62,18 @@ class Agent:
             None  # set by apply_config (paho's thread), swapped in by _handle
         )
         self.restart_requested = False
+        # Commands from central (cmd topic): checked and answered by the runner, run off paho's thread.
+        self.command_listener = CommandListener(self.publisher.topics, cfg.node_id)
+        self.commands = CommandRunner(cfg.node_id, self.command_listener.send)
+        self.commands.register(
+            "snapshot",
+            SnapshotCommand(
+                lambda: self.captures.readers,
+                self.store,
+                lambda file: upload_evidence(self.publisher.http, file),
+            ),
+        )
+        self.command_listener.attach(self.publisher.client, self.commands)
 
     # Camera fields read once by the capture readers and the scheduler: a change needs a restart.
     _RESTART_FIELDS = ("source", "realtime", "loop", "detect_fps", "capture", "motion")
@@ -155,6 +169,7 @@ class Agent:
                     detected=pipeline.stats.frames_detected if pipeline else 0,
                     dropped=s.unseen + s.decode_errors + sum(dropped.values()),
                     decode_errors=s.decode_errors,
+                    reconnects=s.reconnects,
                     inference_ms_p50=window.percentile(50),
                     inference_ms_p95=window.percentile(95),
                 )
@@ -195,6 +210,7 @@ class Agent:
         for cam_id, n in self.loop.stats.handler_errors.items():
             self.errors.append(f"camera {cam_id}: {n} frame(s) failed in the pipeline")
         self._report()
+        self.commands.close()
         self.publisher.close()
         return 1 if self.errors else 0
 
