@@ -22,12 +22,20 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central import __version__
-from central.api import routes_api, routes_evidence, routes_health, routes_nodes, routes_web
+from central.api import (
+    routes_api,
+    routes_evidence,
+    routes_fleet,
+    routes_health,
+    routes_nodes,
+    routes_web,
+)
 from central.api.deps import LoginRequiredError
 from central.context import Central
 from central.db import migrate
 from central.db.session import Database
 from central.evidence import EvidenceStore
+from central.fleet.health import HeartbeatRecorder
 from central.fleet.service import Fleet
 from central.messaging.broker import EmbeddedBroker
 from central.messaging.client import BrokerAddress
@@ -149,6 +157,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         clock=clock,
     )
     fleet = Fleet(central)  # node enrollment, broker files, remote config (central/fleet)
+    heartbeats = HeartbeatRecorder(db, retention_s=settings.heartbeat_retention_s)
+    central.ingestor.heartbeat_sink = heartbeats.record  # fleet health pages (central/fleet/health.py)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -191,6 +201,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(routes_api.router)
     app.include_router(routes_evidence.router)
     app.include_router(routes_nodes.router)
+    app.include_router(routes_fleet.router)
     app.include_router(routes_web.router)
 
     @app.exception_handler(LoginRequiredError)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from central.i18n_fleet import FLEET_MESSAGES
 from edge_agent.contract import EventType
 
 DEFAULT_LANG = "en"
@@ -218,6 +219,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "gathering": "Tụ tập đông người",
     },
 }
+
+# The technician pages' strings live in their own module.
+for _lang, _strings in FLEET_MESSAGES.items():
+    MESSAGES[_lang].update(_strings)
 
 # English labels of event types are derived from their ids (illegal_stopping -> "Illegal stopping").
 for _event_type in EventType:

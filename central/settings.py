@@ -184,6 +184,24 @@ class Settings(BaseSettings):
             "config is retained on the broker (accepting a config publishes it at once; this is the safety net)."
         ),
     )
+    heartbeat_retention_s: int = Field(
+        default=48 * 3600,
+        ge=600,
+        le=90 * 86_400,
+        description=(
+            "How long heartbeats are kept for the node page's charts (older rows are pruned as new ones arrive); "
+            "one row per node per heartbeat (30 s by default), so 48 h is ~5,800 rows per node."
+        ),
+    )
+    heartbeat_stale_s: float = Field(
+        default=90.0,
+        ge=5.0,
+        le=86_400.0,
+        description=(
+            "A node whose status says online but whose last heartbeat is older than this is shown as stale "
+            "(three missed heartbeats at the node's default 30 s)."
+        ),
+    )
 
     @field_validator("admin_password")
     @classmethod

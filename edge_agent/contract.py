@@ -195,6 +195,7 @@ class CameraHealth(_Strict):
         ge=0, description="Frames lost since start: replaced by a newer one before use, or undecodable."
     )
     decode_errors: int = Field(ge=0, description="Reads that returned no image since start.")
+    reconnects: int = Field(default=0, ge=0, description="Times the camera was reopened since start.")
     inference_ms_p50: Millis | None = Field(
         default=None, description="Median detector latency (recent runs)."
     )
@@ -241,6 +242,7 @@ class Heartbeat(_Strict):
     uptime_s: float = Field(ge=0.0, description="Seconds since the agent started.")
     software: str = Field(default="", max_length=64, description="streetwatch version on the node.")
     config_version: int | None = Field(default=None, ge=0, description="Config version applied.")
+    model: ModelRef | None = Field(default=None, description="Detector running when the node measured.")
     cameras: list[CameraHealth] = Field(default_factory=list, max_length=64, description="Per-camera health.")
     outbox: OutboxHealth = Field(description="Delivery spool.")
     mqtt_reconnects: int = Field(ge=0, description="Times the broker connection was lost since start.")
@@ -285,14 +287,14 @@ class Topics:
     def cmd(self, node: str) -> str:
         return f"{self.prefix}/nodes/{node}/cmd"
 
-    def all_events(self) -> str:
-        return f"{self.prefix}/nodes/+/events"
     def cmd_result(self, node: str) -> str:
         return f"{self.prefix}/nodes/{node}/cmd/result"
 
     def all_cmd_results(self) -> str:
         return f"{self.prefix}/nodes/+/cmd/result"
 
+    def all_events(self) -> str:
+        return f"{self.prefix}/nodes/+/events"
 
     def all_status(self) -> str:
         return f"{self.prefix}/nodes/+/status"

@@ -197,6 +197,8 @@ class Ingestor:
         self._clock = clock
         self.counters = counters or IngestCounters()
         self.nodes = NodeHealth()
+        # Set by the app: stores each newer heartbeat for the fleet pages (central.fleet.health); never raises.
+        self.heartbeat_sink: Callable[[Heartbeat, datetime], object] | None = None
 
     def ingest(self, topic: str, payload: bytes) -> IngestResult:
         """Apply one message; bad input becomes a dead letter, infrastructure errors propagate."""
@@ -223,7 +225,11 @@ class Ingestor:
         if beat.node_id != node:
             reason = f"node_id {beat.node_id!r} does not match topic node {node!r}"
             return self._count("heartbeat", self.dead_letter(topic, payload, reason))
-        return self._count("heartbeat", self.nodes.observe(beat, self._clock()))
+        received_at = self._clock()
+        result = self.nodes.observe(beat, received_at)
+        if self.heartbeat_sink is not None and result in (IngestResult.INSERTED, IngestResult.UPDATED):
+            self.heartbeat_sink(beat, received_at)
+        return self._count("heartbeat", result)
 
     def _count(self, kind: str, result: IngestResult) -> IngestResult:
         self.counters.add(kind, result)

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from edge_agent.contract import CameraHealth, Heartbeat, OutboxHealth, utcnow
+from edge_agent.contract import CameraHealth, Heartbeat, ModelRef, OutboxHealth, utcnow
 from edge_agent.delivery.items import OutboxStats
 
 THERMAL_ROOT: Final = Path("/sys/class/thermal")
@@ -65,6 +65,7 @@ class CameraSample:
     decode_errors: int
     inference_ms_p50: float | None = None
     inference_ms_p95: float | None = None
+    reconnects: int = 0
 
 
 def cpu_temperature(root: Path = THERMAL_ROOT) -> float | None:
@@ -110,8 +111,10 @@ class HeartbeatBuilder:
         wall: Callable[[], datetime] = utcnow,
         wall_seconds: Callable[[], float] = time.time,
         thermal_root: Path = THERMAL_ROOT,
+        model: ModelRef | None = None,
     ) -> None:
         self.node_id = node_id
+        self.model = model  # replaced by the agent when a model update swaps the detector
         self.software = software
         self.config_version = config_version
         self._cameras = cameras
@@ -136,6 +139,7 @@ class HeartbeatBuilder:
             uptime_s=max(0.0, now - self._started),
             software=self.software[:64],
             config_version=self.config_version,
+            model=self.model,
             cameras=cameras[:64],
             outbox=OutboxHealth(
                 depth=stats.depth,
@@ -164,6 +168,7 @@ class HeartbeatBuilder:
             detect_fps=round(min(detect_fps, 1000.0), 2),
             frames_dropped=sample.dropped,
             decode_errors=sample.decode_errors,
+            reconnects=sample.reconnects,
             inference_ms_p50=sample.inference_ms_p50,
             inference_ms_p95=sample.inference_ms_p95,
         )
