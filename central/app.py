@@ -24,11 +24,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from central import __version__
 from central.api import (
     routes_api,
+    routes_commands,
     routes_evidence,
     routes_fleet,
     routes_health,
     routes_nodes,
     routes_web,
+    routes_zones,
 )
 from central.api.deps import LoginRequiredError
 from central.context import Central
@@ -201,6 +203,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(routes_api.router)
     app.include_router(routes_evidence.router)
     app.include_router(routes_nodes.router)
+    app.include_router(routes_commands.router)
+    app.include_router(routes_zones.router)
     app.include_router(routes_fleet.router)
     app.include_router(routes_web.router)
 

@@ -1,0 +1,234 @@
+"""The operator's zone editor and the config history pages, with their JSON.
+
+* ``/nodes/{node}/zones?camera=<id>``: the camera's live frame (a ``snapshot`` command), shapes drawn with
+  ``/static/zone_editor.js``, a rules panel built from the rule schemas (``/api/v1/rule-schemas``: the same
+  pydantic models the node runs, so descriptions and bounds cannot drift), pushed with
+  ``PUT /api/v1/nodes/{node}/config`` (validated by ``central.fleet.configs``) and followed live by polling
+  ``GET /api/v1/nodes/{node}``;
+* ``/nodes/{node}/history``: every version with author, time and a readable diff; one-click rollback
+  (``central.fleet.history.rollback``), also as ``POST /api/v1/nodes/{node}/configs/{version}/rollback``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, get_args
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from central import i18n_zones
+from central.api.deps import ApiUser, AuthUser, CentralDep, DbSession, FleetDep, PageUser
+from central.api.routes_web import render
+from central.db.models import NodeRow, Role
+from central.fleet.configs import config_state, latest_config
+from central.fleet.enrollment import FleetError
+from central.fleet.history import history, rollback
+from central.fleet.preview import PreviewError, PreviewUnavailable, run_preview
+from central.security import csrf_valid
+from edge_agent.rules.ruleconfig import RuleConfig
+from edge_agent.rules.sceneconfig import LineConfig, ZoneConfig
+
+router = APIRouter(tags=["zones"])
+
+ZONE_ROLES = frozenset({Role.ADMIN.value, Role.OPERATOR.value, Role.TECHNICIAN.value})
+NO_STORE = {"Cache-Control": "no-store"}
+MAX_CLIP_BYTES = 200 * 1024 * 1024
+
+
+def rule_schemas() -> dict[str, Any]:
+    """JSON schema of every rule type, keyed by its ``type`` (the union's members, in their order)."""
+    union = get_args(RuleConfig)[0]
+    out: dict[str, Any] = {}
+    for model in get_args(union):
+        schema = model.model_json_schema()
+        out[schema["properties"]["type"]["const"]] = schema
+    return out
+
+
+def _require(user: AuthUser) -> None:
+    if user.role not in ZONE_ROLES:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "needs one of the roles admin, operator, technician")
+
+
+class HistoryChangeOut(BaseModel):
+    path: str
+    kind: str
+    old: str | None
+    new: str | None
+
+
+class HistoryEntryOut(BaseModel):
+    version: int
+    created_at: datetime
+    created_by: str
+    note: str | None
+    rollback_of: int | None
+    changes: list[HistoryChangeOut]
+
+
+class RollbackOut(BaseModel):
+    node_id: str
+    restored: int
+    version: int
+    published: bool
+
+
+@router.get("/api/v1/rule-schemas")
+def api_rule_schemas(user: ApiUser) -> dict[str, Any]:
+    """Rule, zone and line schemas (pydantic JSON schema: descriptions, bounds) for the editor's forms."""
+    return {
+        "rules": rule_schemas(),
+        "zone": ZoneConfig.model_json_schema(),
+        "line": LineConfig.model_json_schema(),
+    }
+
+
+@router.get("/api/v1/nodes/{node_id}/configs")
+def api_history(node_id: str, user: ApiUser, db: DbSession) -> list[HistoryEntryOut]:
+    """Every config version of the node, newest first, with author, time and the changes to the one before."""
+    _require(user)
+    if db.get(NodeRow, node_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no node {node_id}")
+    return [HistoryEntryOut.model_validate(asdict(e)) for e in history(db, node_id)]
+
+
+@router.post("/api/v1/nodes/{node_id}/configs/{version}/rollback", status_code=status.HTTP_201_CREATED)
+def api_rollback(
+    node_id: str, version: int, user: ApiUser, db: DbSession, central: CentralDep, fleet: FleetDep
+) -> RollbackOut:
+    """Publish an old version's content again, as the next version (audited)."""
+    _require(user)
+    try:
+        row = rollback(db, node_id, version, username=user.username, now=central.clock())
+    except FleetError as err:
+        raise HTTPException(err.status_code, err.message) from None
+    db.commit()
+    published = fleet.publish_pending() > 0
+    return RollbackOut(node_id=node_id, restored=version, version=row.version, published=published)
+
+
+# -- pages --------------------------------------------------------------------------------------------------
+
+
+def _node_page(request: Request, user: AuthUser, db: DbSession, node_id: str) -> NodeRow | HTMLResponse:
+    if user.role not in ZONE_ROLES:
+        return render(
+            request, "error.html", {"message_key": "error_forbidden_zones"}, user=user, status_code=403
+        )
+    node = db.get(NodeRow, node_id)
+    if node is None:
+        return render(request, "error.html", {"message_key": "not_found"}, user=user, status_code=404)
+    return node
+
+
+@router.get("/nodes/{node_id}/zones", response_class=HTMLResponse, include_in_schema=False)
+def zones_page(
+    node_id: str, request: Request, user: PageUser, db: DbSession, camera: str | None = None
+) -> HTMLResponse:
+    node = _node_page(request, user, db, node_id)
+    if isinstance(node, HTMLResponse):
+        return node
+    row = latest_config(db, node_id)
+    cameras = [c["id"] for c in row.config.get("cameras", [])] if row is not None else []
+    chosen = camera if camera in cameras else (cameras[0] if cameras else None)
+    lang = request.session.get("lang", "en")
+    strings = i18n_zones.ZONE_MESSAGES.get(lang if isinstance(lang, str) else "en", {})
+    context = {
+        "node": node,
+        "state": config_state(node).value,
+        "cameras": cameras,
+        "camera": chosen,
+        "version": row.version if row is not None else None,
+        "boot": json.dumps(
+            {
+                "node": node_id,
+                "camera": chosen,
+                "config": row.config if row is not None else None,
+                "version": row.version if row is not None else None,
+                "schemas": {"rules": rule_schemas()},
+                "strings": {**i18n_zones.ZONE_MESSAGES["en"], **strings},
+            }
+        ),
+    }
+    response = render(request, "zones.html", context, user=user)
+    response.headers.update(NO_STORE)
+    return response
+
+
+@router.get("/nodes/{node_id}/history", response_class=HTMLResponse, include_in_schema=False)
+def history_page(node_id: str, request: Request, user: PageUser, db: DbSession) -> HTMLResponse:
+    node = _node_page(request, user, db, node_id)
+    if isinstance(node, HTMLResponse):
+        return node
+    flash = request.session.pop("zones_flash", None)
+    context = {
+        "node": node,
+        "state": config_state(node).value,
+        "entries": history(db, node_id),
+        "flash": flash,
+    }
+    response = render(request, "history.html", context, user=user)
+    response.headers.update(NO_STORE)
+    return response
+
+
+@router.post("/nodes/{node_id}/history/{version}/rollback", include_in_schema=False)
+def history_rollback(
+    node_id: str,
+    version: int,
+    request: Request,
+    user: PageUser,
+    db: DbSession,
+    central: CentralDep,
+    fleet: FleetDep,
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    node = _node_page(request, user, db, node_id)
+    if isinstance(node, HTMLResponse):
+        return node
+    if not csrf_valid(request.session, csrf_token):
+        return render(request, "error.html", {"message_key": "error_csrf"}, user=user, status_code=403)
+    try:
+        row = rollback(db, node_id, version, username=user.username, now=central.clock())
+    except FleetError as err:
+        db.rollback()
+        request.session["zones_flash"] = {"error": err.message}
+    else:
+        db.commit()
+        fleet.publish_pending()
+        request.session["zones_flash"] = {"old": version, "new": row.version}
+    return RedirectResponse(f"/nodes/{node_id}/history", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/api/v1/nodes/{node_id}/preview")
+async def api_preview(
+    node_id: str,
+    user: ApiUser,
+    db: DbSession,
+    clip: Annotated[UploadFile, File(description="A short video of the camera (mp4).")],
+    camera: Annotated[str, Form(description="The camera config as drawn in the editor (JSON).")],
+) -> dict[str, Any]:
+    """Replay ``clip`` through the real pipeline with ``camera``'s zones and rules; tracks and events back."""
+    _require(user)
+    row = latest_config(db, node_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no config for node {node_id} yet")
+    try:
+        camera_cfg = json.loads(camera)
+    except ValueError as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"camera: not JSON: {err}") from None
+    data = await clip.read(MAX_CLIP_BYTES + 1)
+    if len(data) > MAX_CLIP_BYTES:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "clip larger than 200 MB")
+    try:
+        result = await run_in_threadpool(run_preview, dict(row.config), camera_cfg, data)
+    except PreviewUnavailable as err:
+        raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, str(err)) from None
+    except PreviewError as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(err)) from None
+    return asdict(result)

@@ -1,0 +1,122 @@
+"""Strings of the zone editor and the config history (vi + en), merged into ``central.i18n.MESSAGES``.
+
+Kept apart from ``central/i18n.py`` so the editor's few dozen strings (most of them also used by its script,
+which gets them as JSON) live next to the feature; ``register()`` is idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from central.i18n import MESSAGES
+
+ZONE_MESSAGES: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "zone_editor": "Zone editor",
+        "config_history": "Config history",
+        "live_frame": "Fetch live frame",
+        "fetching_frame": "Asking the node for a fresh frame…",
+        "frame_failed": "No frame",
+        "tool_select": "Select / move",
+        "tool_zone": "Zone (polygon)",
+        "tool_line": "Line",
+        "tool_lane": "Lane direction",
+        "tool_signal": "Signal head",
+        "tool_ground": "Ground points",
+        "finish_polygon": "Finish polygon",
+        "delete_selected": "Delete selected",
+        "draw_hint": "Click (or tap) on the frame to add points; drag a point to move it.",
+        "shapes": "Shapes",
+        "rules": "Rules",
+        "add_rule": "Add rule",
+        "remove": "Remove",
+        "push": "Validate and push",
+        "pushing": "Pushing…",
+        "push_refused": "Refused by central",
+        "node_answer": "Node",
+        "state_pending": "waiting for the node…",
+        "state_applied": "applied",
+        "state_failed": "failed",
+        "preview": "Preview on a clip",
+        "preview_hint": "Replays the clip through the real pipeline on central with the zones above.",
+        "previewing": "Replaying…",
+        "version": "Version",
+        "author": "Author",
+        "when": "When",
+        "changes": "Changes",
+        "rollback": "Roll back to this version",
+        "rolled_back": "Rolled back: version {old} republished as version {new}.",
+        "no_config": "Central has no config for this node yet; push one with the API first.",
+        "no_changes": "no changes",
+        "first_version": "first version",
+        "id": "Id",
+        "direction": "Direction (°)",
+        "world_points": "Ground points in metres (x, y per line)",
+        "camera_missing": "This camera is not in the node's config.",
+        "edit_zones": "Zones",
+        "history": "History",
+        "added": "added",
+        "removed": "removed",
+        "changed": "changed",
+        "error_forbidden_zones": "Your role may not edit zones.",
+        "preview_missing_edge": "Preview needs the edge extra on central (pip install 'streetwatch[edge]').",
+    },
+    "vi": {
+        "zone_editor": "Vẽ vùng",
+        "config_history": "Lịch sử cấu hình",
+        "live_frame": "Lấy khung hình trực tiếp",
+        "fetching_frame": "Đang yêu cầu khung hình mới từ thiết bị…",
+        "frame_failed": "Không có khung hình",
+        "tool_select": "Chọn / di chuyển",
+        "tool_zone": "Vùng (đa giác)",
+        "tool_line": "Vạch",
+        "tool_lane": "Hướng làn",
+        "tool_signal": "Đèn tín hiệu",
+        "tool_ground": "Điểm mặt đường",
+        "finish_polygon": "Kết thúc đa giác",
+        "delete_selected": "Xóa mục đã chọn",
+        "draw_hint": "Nhấp (hoặc chạm) lên khung hình để thêm điểm; kéo một điểm để di chuyển.",
+        "shapes": "Hình đã vẽ",
+        "rules": "Quy tắc",
+        "add_rule": "Thêm quy tắc",
+        "remove": "Xóa",
+        "push": "Kiểm tra và gửi",
+        "pushing": "Đang gửi…",
+        "push_refused": "Máy chủ từ chối",
+        "node_answer": "Thiết bị",
+        "state_pending": "đang chờ thiết bị…",
+        "state_applied": "đã áp dụng",
+        "state_failed": "thất bại",
+        "preview": "Xem thử trên đoạn video",
+        "preview_hint": "Chạy lại đoạn video qua toàn bộ quy trình trên máy chủ với các vùng ở trên.",
+        "previewing": "Đang chạy lại…",
+        "version": "Phiên bản",
+        "author": "Người tạo",
+        "when": "Thời điểm",
+        "changes": "Thay đổi",
+        "rollback": "Khôi phục phiên bản này",
+        "rolled_back": "Đã khôi phục: phiên bản {old} được gửi lại thành phiên bản {new}.",
+        "no_config": "Máy chủ chưa có cấu hình cho thiết bị này; hãy gửi một cấu hình qua API trước.",
+        "no_changes": "không thay đổi",
+        "first_version": "phiên bản đầu tiên",
+        "id": "Mã",
+        "direction": "Hướng (°)",
+        "world_points": "Điểm mặt đường theo mét (x, y mỗi dòng)",
+        "camera_missing": "Camera này không có trong cấu hình của thiết bị.",
+        "edit_zones": "Vùng",
+        "history": "Lịch sử",
+        "added": "thêm",
+        "removed": "xóa",
+        "changed": "đổi",
+        "error_forbidden_zones": "Vai trò của bạn không được sửa vùng.",
+        "preview_missing_edge": "Xem thử cần gói edge trên máy chủ (pip install 'streetwatch[edge]').",
+    },
+}
+
+
+def register() -> None:
+    for lang, strings in ZONE_MESSAGES.items():
+        MESSAGES.setdefault(lang, {}).update(strings)
+
+
+register()
