@@ -96,7 +96,7 @@ def _liveness(
     age = None if health is None else (now - health.received_at).total_seconds()
     if status is not None and status.state == NodeState.OFFLINE.value:
         # A heartbeat spooled during an outage may arrive after the Will: only a newer one revives the node.
-        if health is None or health.heartbeat_at <= status.at or age is None or age > stale_s:
+        if health is None or health.received_at <= status.received_at or age is None or age > stale_s:
             return Liveness.OFFLINE
         return Liveness.ONLINE
     if status is not None and status.state == NodeState.ONLINE.value:

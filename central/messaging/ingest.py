@@ -30,7 +30,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from central.db.models import DeadLetterRow, EventRow, NodeStatusRow
 from central.db.session import Database
-from edge_agent.contract import Event, EvidenceRef, Heartbeat, NodeStatus, Phase, Topics, utcnow
+from edge_agent.contract import Event, EvidenceRef, Heartbeat, NodeState, NodeStatus, Phase, Topics, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -311,14 +311,14 @@ class Ingestor:
                 row = NodeStatusRow(node_id=status.node_id)
                 session.add(row)
                 result = IngestResult.INSERTED
-            elif status.at < row.at:
+            elif status.at < row.at and not _is_last_will(status, row):
                 return IngestResult.STALE
             elif status.at == row.at and status.state.value == row.state:
                 return IngestResult.DUPLICATE
             else:
                 result = IngestResult.UPDATED
             row.state = status.state.value
-            row.at = status.at
+            row.at = status.at if result is IngestResult.INSERTED else max(row.at, status.at)
             row.software = status.software
             row.model_name = status.model.name if status.model else None
             row.model_sha256 = status.model.sha256 if status.model else None
@@ -351,6 +351,17 @@ class Ingestor:
                 )
             )
         return IngestResult.DEAD_LETTER
+
+
+def _is_last_will(status: NodeStatus, row: NodeStatusRow) -> bool:
+    """An ``offline`` after an ``online``, however old its time: the Last Will.
+
+    A node registers its Will when it connects, so the Will's time is *before* the ``online`` status it publishes
+    right after; the broker delivers the Will later (QoS 1, in order per topic, and retained statuses are only
+    ever the latest), so arriving after the ``online`` means it is newer. Its time is not used for ordering (the
+    row keeps the newer one), so a later ``online`` still applies.
+    """
+    return status.state is NodeState.OFFLINE and row.state == NodeState.ONLINE.value
 
 
 def _storable_text(text: str) -> str:

@@ -209,3 +209,29 @@ def test_fleet_pages_and_api(admin: TestClient, clock: FakeClock) -> None:
     ingestor.ingest(TOPICS.status("demo-box"), status("demo-box", NodeState.OFFLINE, clock.now))
     partial = admin.get("/fleet?partial=1")
     assert 'data-liveness="offline"' in partial.text and "<html" not in partial.text
+
+
+def test_the_last_will_turns_a_node_offline_although_its_time_is_older(
+    ingestor: Ingestor, db: Database, clock: FakeClock, wired: HeartbeatRecorder
+) -> None:
+    connected = clock.now
+    will = status("n1", NodeState.OFFLINE, connected)  # registered at connect, before 'online' was sent
+    assert ingestor.ingest(
+        TOPICS.status("n1"), status("n1", NodeState.ONLINE, connected + timedelta(seconds=1))
+    )
+    clock.advance(10)
+    observe(ingestor, beat("n1", clock.now))
+    clock.advance(5)
+    assert ingestor.ingest(TOPICS.status("n1"), will) is IngestResult.UPDATED
+    with db.session() as s:
+        node = fleet_node(s, "n1", clock.now, STALE_S)
+    assert node is not None and node.liveness is Liveness.OFFLINE
+    # the node reconnects: its new 'online' is newer than anything stored, so it applies again
+    clock.advance(5)
+    assert (
+        ingestor.ingest(TOPICS.status("n1"), status("n1", NodeState.ONLINE, clock.now))
+        is IngestResult.UPDATED
+    )
+    with db.session() as s:
+        node = fleet_node(s, "n1", clock.now, STALE_S)
+    assert node is not None and node.liveness is Liveness.ONLINE
