@@ -29,6 +29,7 @@ from central.api import (
     routes_fleet,
     routes_health,
     routes_nodes,
+    routes_signals,
     routes_web,
     routes_zones,
 )
@@ -206,6 +207,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(routes_commands.router)
     app.include_router(routes_zones.router)
     app.include_router(routes_fleet.router)
+    app.include_router(routes_signals.router)
     app.include_router(routes_web.router)
 
     @app.exception_handler(LoginRequiredError)

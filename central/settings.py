@@ -184,6 +184,14 @@ class Settings(BaseSettings):
             "config is retained on the broker (accepting a config publishes it at once; this is the safety net)."
         ),
     )
+    signal_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            f"Bearer token a traffic-signal controller presents to POST /api/v1/signals/<feed> (at least "
+            f"{MIN_NODE_TOKEN_LENGTH} characters); central relays the state to the nodes over MQTT. Unset: only "
+            "logged-in admins and operators may post signal states."
+        ),
+    )
     heartbeat_retention_s: int = Field(
         default=48 * 3600,
         ge=600,
@@ -211,6 +219,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_ADMIN_PASSWORD_LENGTH} characters long")
         if password.strip().lower() in _WEAK_PASSWORDS:
             raise ValueError("is an obvious default password; choose a real one")
+        return value
+
+    @field_validator("signal_token")
+    @classmethod
+    def _long_signal_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_NODE_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_NODE_TOKEN_LENGTH} characters")
         return value
 
     @field_validator("secret_key")

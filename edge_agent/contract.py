@@ -293,6 +293,13 @@ class Topics:
     def all_cmd_results(self) -> str:
         return f"{self.prefix}/nodes/+/cmd/result"
 
+    def signal(self, feed: str) -> str:
+        """Traffic-signal states of one controller feed (controller or central -> nodes, retained)."""
+        return f"{self.prefix}/signals/{feed}"
+
+    def all_signals(self) -> str:
+        return f"{self.prefix}/signals/+"
+
     def all_events(self) -> str:
         return f"{self.prefix}/nodes/+/events"
 
@@ -440,7 +447,9 @@ class CommandResult(_Strict):
         default=None, max_length=4000, description="Why it was refused or failed (names the field)."
     )
     progress: Unit | None = Field(default=None, description="Fraction done, when the command can tell.")
-    message: str = Field(default="", max_length=500, description="Short human-readable step, e.g. 'uploading'.")
+    message: str = Field(
+        default="", max_length=500, description="Short human-readable step, e.g. 'uploading'."
+    )
     result: dict[str, object] = Field(
         default_factory=dict, description="What an ok command produced; checked with COMMAND_RESULTS[name]."
     )
@@ -477,7 +486,9 @@ class SnapshotArgs(_Strict):
 
 class CameraSnapshot(_Strict):
     camera_id: Identifier = Field(description="Camera the frame is from.")
-    sha256: Sha256Hex = Field(description="Evidence hash of the JPEG (fetch it from central's evidence store).")
+    sha256: Sha256Hex = Field(
+        description="Evidence hash of the JPEG (fetch it from central's evidence store)."
+    )
     width: int = Field(gt=0, le=16384, description="Frame width in pixels.")
     height: int = Field(gt=0, le=16384, description="Frame height in pixels.")
     captured_at: AwareDatetime = Field(description="When the frame was read (UTC).")
@@ -494,3 +505,34 @@ class SnapshotResult(_Strict):
 # (validates before running). A new command adds its two models here; nothing else in the contract changes.
 COMMAND_ARGS: Final[dict[str, type[BaseModel]]] = {"snapshot": SnapshotArgs}
 COMMAND_RESULTS: Final[dict[str, type[BaseModel]]] = {"snapshot": SnapshotResult}
+
+
+# -- external traffic-signal feed (controller or central -> nodes on ``signals/{feed}``) ------------------------
+
+SCHEMA_SIGNAL: Final = "streetwatch.signal/1"
+
+
+class SignalMessage(_Strict):
+    """One state of one controller feed, on ``{prefix}/signals/{feed}`` (QoS 1, retained: a node that connects
+    gets the latest at once).
+
+    The node feeds it to every ``source: external`` signal of its config with that feed (``ExternalSignalFeed``),
+    which answers UNKNOWN once the message is ``max_age_s`` old, so a controller that goes quiet turns the
+    red-light rule off rather than leaving a stale red.
+    """
+
+    schema_: Literal["streetwatch.signal/1"] = Field(
+        default=SCHEMA_SIGNAL, alias="schema", description="Contract version."
+    )
+    feed: Identifier = Field(description="Controller feed id (the topic's last level).")
+    state: Literal["red", "amber", "green", "unknown"] = Field(description="Signal state at ``at``.")
+    at: AwareDatetime = Field(description="When the controller switched to (or confirmed) this state (UTC).")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> SignalMessage:
+        return cls.model_validate_json(payload)

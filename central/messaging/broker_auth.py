@@ -104,7 +104,9 @@ def node_acl(topics: Topics, node_id: str) -> tuple[list[str], list[str]]:
     """(topics the node may publish, topics it may subscribe to)."""
     write = [topics.events(node_id), topics.status(node_id), topics.heartbeat(node_id)]
     write += [topics.config_applied(node_id), topics.cmd_result(node_id)]
-    return write, [topics.config(node_id), topics.cmd(node_id)]
+    # Signal states are public facts of the street; a node reads every controller feed (it subscribes to the
+    # ones its config names) but can publish none, so a compromised box cannot fake a red light.
+    return write, [topics.config(node_id), topics.cmd(node_id), topics.all_signals()]
 
 
 def render_acl_file(topics: Topics, central_user: str, nodes: Iterable[NodeAccount]) -> str:
@@ -117,6 +119,7 @@ def render_acl_file(topics: Topics, central_user: str, nodes: Iterable[NodeAccou
         f"topic read {prefix}/#",
         f"topic write {topics.config('+')}",
         f"topic write {topics.cmd('+')}",
+        f"topic write {topics.all_signals()}",  # relays controllers' signal states (POST /api/v1/signals)
     ]
     for node in sorted(nodes, key=lambda n: n.username):
         write, read = node_acl(topics, node.node_id)

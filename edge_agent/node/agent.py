@@ -21,6 +21,7 @@ from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.node.commands import CommandListener, CommandRunner
 from edge_agent.node.health import HealthServices
 from edge_agent.node.probe import LiveSources, Probe
+from edge_agent.node.signal_feed import SignalFeeds, feeds_of
 from edge_agent.node.snapshot_cmd import SnapshotCommand, upload_evidence
 from edge_agent.perception.detector.onnx_detector import OnnxDetector
 from edge_agent.pipeline.camera import CameraPipeline, PipelineStats
@@ -74,6 +75,10 @@ class Agent:
             ),
         )
         self.command_listener.attach(self.publisher.client, self.commands)
+        # Controller messages for `source: external` signals (<prefix>/signals/<feed>), routed to the pipelines.
+        self.signal_feeds = SignalFeeds(self.publisher.topics)
+        self.signal_feeds.set_feeds(feeds_of(cfg))
+        self.signal_feeds.attach(self.publisher.client)
 
     # Camera fields read once by the capture readers and the scheduler: a change needs a restart.
     _RESTART_FIELDS = ("source", "realtime", "loop", "detect_fps", "capture", "motion")
@@ -96,6 +101,7 @@ class Agent:
             self._next_cfg = new
         self.publisher.heartbeats.config_version = new.config_version
         self.publisher.session.cfg = new  # the retained status reports the new version at the next connect
+        self.signal_feeds.set_feeds(feeds_of(new))
         if restart:
             log.warning("config %d changes the cameras or how they are read: restarting", new.config_version)
             self.restart_requested = True
@@ -139,6 +145,7 @@ class Agent:
                 encoder=self.encoder,
             )
             self.pipelines[camera_id] = pipeline
+            self.signal_feeds.bind(camera_id, pipeline.signals)
         self.latency[camera_id].record(detect_ms)
         self._last_frames[camera_id] = frame
         pipeline.process_detections(frame, dets, detect_ms)

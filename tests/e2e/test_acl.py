@@ -95,6 +95,7 @@ PUBLISH_CASES: list[tuple[str, Callable[[str, str], str], bool]] = [
     ("other node's cmd (a command to node B)", lambda a, b: TOPICS.cmd(b), False),
     ("other node's cmd/result", lambda a, b: TOPICS.cmd_result(b), False),
     ("outside the prefix", lambda a, b: "elsewhere/topic", False),
+    ("a controller's signal feed (a faked red light)", lambda a, b: TOPICS.signal("crossing-1"), False),
 ]
 
 
