@@ -28,7 +28,7 @@ from central.db.models import NodeRow, Role
 from central.fleet.configs import config_state, latest_config
 from central.fleet.enrollment import FleetError
 from central.fleet.history import history, rollback
-from central.fleet.preview import PreviewError, PreviewUnavailable, run_preview
+from central.fleet.preview import MAX_SECONDS, PreviewError, PreviewUnavailable, run_preview
 from central.security import csrf_valid
 from edge_agent.rules.ruleconfig import RuleConfig
 from edge_agent.rules.sceneconfig import LineConfig, ZoneConfig
@@ -212,6 +212,7 @@ async def api_preview(
     db: DbSession,
     clip: Annotated[UploadFile, File(description="A short video of the camera (mp4).")],
     camera: Annotated[str, Form(description="The camera config as drawn in the editor (JSON).")],
+    max_seconds: Annotated[float, Form(gt=0, le=MAX_SECONDS, description="Replay at most this much.")] = 60.0,
 ) -> dict[str, Any]:
     """Replay ``clip`` through the real pipeline with ``camera``'s zones and rules; tracks and events back."""
     _require(user)
@@ -221,14 +222,16 @@ async def api_preview(
     try:
         camera_cfg = json.loads(camera)
     except ValueError as err:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"camera: not JSON: {err}") from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"camera: not JSON: {err}") from None
     data = await clip.read(MAX_CLIP_BYTES + 1)
     if len(data) > MAX_CLIP_BYTES:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "clip larger than 200 MB")
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "clip larger than 200 MB")
     try:
-        result = await run_in_threadpool(run_preview, dict(row.config), camera_cfg, data)
+        result = await run_in_threadpool(
+            lambda: run_preview(dict(row.config), camera_cfg, data, max_seconds=max_seconds)
+        )
     except PreviewUnavailable as err:
         raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, str(err)) from None
     except PreviewError as err:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(err)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from None
     return asdict(result)
