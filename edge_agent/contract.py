@@ -507,6 +507,49 @@ COMMAND_ARGS: Final[dict[str, type[BaseModel]]] = {"snapshot": SnapshotArgs}
 COMMAND_RESULTS: Final[dict[str, type[BaseModel]]] = {"snapshot": SnapshotResult}
 
 
+class ModelArgs(_Strict):
+    """``model``: download a detector from central, check it, swap it in live, roll back if it misbehaves."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.onnx$", description="File name, e.g. 'yolov8n.onnx'."
+    )
+    sha256: Sha256Hex = Field(description="SHA-256 central recorded; the node refuses a file that differs.")
+    size: int = Field(gt=0, le=2 * 1024**3, description="Size in bytes central recorded.")
+    url: str = Field(
+        pattern=r"^/api/v1/models/[0-9a-f]{64}/file$",
+        description="Path on central (the node's central_url) to GET with the node's own token.",
+    )
+    trial_timeout_s: float = Field(
+        default=120.0, gt=0.0, le=900.0, description="Longest the first run on a live frame may take."
+    )
+    stall_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=600.0,
+        description="After the swap, one detector call longer than this is a stall: the old model comes back.",
+    )
+    watch_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        le=3600.0,
+        description="How long the node watches the new model before answering ok.",
+    )
+
+
+class ModelResult(_Strict):
+    model: ModelRef = Field(description="The detector running now.")
+    previous: ModelRef = Field(description="The one it replaced (kept on disk for a rollback).")
+    input_size: int = Field(gt=0, le=8192, description="The new model's input size in pixels.")
+    classes: int = Field(gt=0, description="How many classes the new model knows.")
+    trial_ms: float = Field(ge=0.0, description="Time of the trial run on a live frame.")
+    trial_detections: int = Field(ge=0, description="Objects the trial run found on that frame.")
+    watched_calls: int = Field(ge=0, description="Detector calls the new model served during the watch.")
+
+
+COMMAND_ARGS["model"] = ModelArgs
+COMMAND_RESULTS["model"] = ModelResult
+
+
 # -- external traffic-signal feed (controller or central -> nodes on ``signals/{feed}``) ------------------------
 
 SCHEMA_SIGNAL: Final = "streetwatch.signal/1"

@@ -20,10 +20,12 @@ from edge_agent.evidence.clips import ClipEncoder
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.node.commands import CommandListener, CommandRunner
 from edge_agent.node.health import HealthServices
+from edge_agent.node.model_update import ModelUpdate, active_model_path, models_dir
 from edge_agent.node.probe import LiveSources, Probe
 from edge_agent.node.signal_feed import SignalFeeds, feeds_of
 from edge_agent.node.snapshot_cmd import SnapshotCommand, upload_evidence
 from edge_agent.perception.detector.onnx_detector import OnnxDetector
+from edge_agent.perception.detector.slot import Detector, DetectorSlot
 from edge_agent.pipeline.camera import CameraPipeline, PipelineStats
 from edge_agent.pipeline.detect_loop import DetectLoop
 from edge_agent.pipeline.events import Context
@@ -38,14 +40,21 @@ class Agent:
     def __init__(self, cfg: AgentConfig, *, realtime: bool | None = None) -> None:
         self.cfg = cfg
         self.stop_event = threading.Event()
-        self.detector = OnnxDetector(cfg.model)
+        installed = active_model_path(cfg)  # a model a remote update installed survives restarts
+        self.detector: Detector = OnnxDetector(
+            cfg.model
+            if installed is None
+            else cfg.model.model_copy(update={"path": installed, "input_size": None})
+        )
         self.model_ref = ModelRef(name=self.detector.model_name, sha256=self.detector.model_sha256)
+        # The loop and the pipelines call the slot, so a model update swaps the detector between two calls.
+        self.slot = DetectorSlot(self.detector)
         # Readers are built (and files checked: CaptureError) here; their threads start in run().
         self.captures = CaptureSet.from_config(cfg.cameras, realtime=realtime)
         lossless = any(r.mode is ReaderMode.LOSSLESS for r in self.captures.readers.values())
         self.scheduler = DetectScheduler.from_config(cfg, lossless=lossless)
         self.loop = DetectLoop(
-            self.captures, self.scheduler, self.detector.detect, self._handle, stop=self.stop_event
+            self.captures, self.scheduler, self.slot.detect, self._handle, stop=self.stop_event
         )
         self._cams = {c.id: c for c in cfg.cameras}
         self._last_frames: dict[str, Frame] = {}
@@ -75,6 +84,17 @@ class Agent:
             ),
         )
         self.command_listener.attach(self.publisher.client, self.commands)
+        self.commands.register(
+            "model",
+            ModelUpdate(
+                self.slot,
+                lambda: self.publisher.http,
+                models_dir(cfg),
+                lambda path: OnnxDetector(cfg.model.model_copy(update={"path": path, "input_size": None})),
+                self._latest_frame,
+                self._model_swapped,
+            ),
+        )
         # Controller messages for `source: external` signals (<prefix>/signals/<feed>), routed to the pipelines.
         self.signal_feeds = SignalFeeds(self.publisher.topics)
         self.signal_feeds.set_feeds(feeds_of(cfg))
@@ -107,6 +127,19 @@ class Agent:
             self.restart_requested = True
             self.stop_event.set()
 
+    def _latest_frame(self) -> Frame | None:
+        """The newest frame of any camera (a model update's trial run)."""
+        frames = [f for f in (r.latest() for r in self.captures.readers.values()) if f is not None]
+        return max(frames, key=lambda f: f.mono) if frames else None
+
+    def _model_swapped(self, detector: Detector) -> None:
+        """A model update swapped the detector (or rolled it back): status and heartbeats say so at once."""
+        self.detector = detector
+        self.model_ref = ModelRef(name=detector.model_name, sha256=detector.model_sha256)
+        self.publisher.heartbeats.model = self.model_ref
+        self.publisher.session.model = self.model_ref
+        self.publisher.session.announce()
+
     def _swap_config(self) -> None:
         """Detector thread: rebuild the pipelines of cameras whose config changed; others get the new version."""
         with self._config_lock:
@@ -137,7 +170,7 @@ class Agent:
             pipeline = CameraPipeline(
                 cam,
                 (frame.width, frame.height),
-                self.detector.detect,
+                self.slot.detect,
                 ctx,
                 self.store,
                 self._submit,
@@ -146,6 +179,8 @@ class Agent:
             )
             self.pipelines[camera_id] = pipeline
             self.signal_feeds.bind(camera_id, pipeline.signals)
+        if pipeline.builder.ctx.model != self.slot.last_ref:  # a model update: events name the model that ran
+            pipeline.builder.ctx = dataclasses.replace(pipeline.builder.ctx, model=self.slot.last_ref)
         self.latency[camera_id].record(detect_ms)
         self._last_frames[camera_id] = frame
         pipeline.process_detections(frame, dets, detect_ms)
