@@ -28,6 +28,7 @@ from central.api import (
     routes_evidence,
     routes_fleet,
     routes_health,
+    routes_models,
     routes_nodes,
     routes_signals,
     routes_web,
@@ -208,6 +209,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(routes_zones.router)
     app.include_router(routes_fleet.router)
     app.include_router(routes_signals.router)
+    app.include_router(routes_models.router)
     app.include_router(routes_web.router)
 
     @app.exception_handler(LoginRequiredError)

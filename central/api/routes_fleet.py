@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from central.api.deps import ApiUser, AuthUser, CentralDep, DbSession, PageUser
+from central.api.routes_models import model_updates
 from central.api.routes_web import render
 from central.db.models import Role
 from central.fleet.charts import node_charts
@@ -127,5 +128,11 @@ def fleet_node_page(
     if node is None:
         return render(request, "error.html", {"message_key": "not_found"}, user=user, status_code=404)
     beats = heartbeat_history(db, node_id, now - timedelta(hours=hours))
-    context = {"node": node, "charts": node_charts(beats), "hours": hours, "samples": len(beats)}
+    context = {
+        "node": node,
+        "charts": node_charts(beats),
+        "hours": hours,
+        "samples": len(beats),
+        "updates": model_updates(db, node_id, limit=10),
+    }
     return render(request, "fleet_node.html", context, user=user)
