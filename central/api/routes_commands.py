@@ -92,7 +92,8 @@ async def api_send_command(node_id: str, body: CommandIn, user: ApiUser, fleet: 
     except FleetError as err:
         raise HTTPException(err.status_code, err.message) from None
     if body.wait_s > 0 and not view.final:
-        view = await run_in_threadpool(commands.wait, view.request_id, body.wait_s) or view
+        waited: CommandView | None = await run_in_threadpool(commands.wait, view.request_id, body.wait_s)
+        view = waited or view
     return CommandOut.of(view)
 
 

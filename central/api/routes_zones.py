@@ -19,6 +19,7 @@ from typing import Annotated, Any, get_args
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from central import i18n_zones
@@ -235,3 +236,29 @@ async def api_preview(
     except PreviewError as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from None
     return asdict(result)
+
+
+@router.get("/zones", response_class=HTMLResponse, include_in_schema=False)
+def cameras_page(request: Request, user: PageUser, db: DbSession) -> HTMLResponse:
+    """Where an operator's day starts: every active node's cameras, each linking to its editor and history."""
+    if user.role not in ZONE_ROLES:
+        return render(
+            request, "error.html", {"message_key": "error_forbidden_zones"}, user=user, status_code=403
+        )
+    rows = db.scalars(select(NodeRow).where(NodeRow.revoked_at.is_(None)).order_by(NodeRow.name)).all()
+    nodes = []
+    for node in rows:
+        config = latest_config(db, node.node_id)
+        cameras = [
+            {
+                "id": c["id"],
+                "name": c.get("name", ""),
+                "zones": len(c.get("zones", [])),
+                "rules": len(c.get("rules", [])),
+            }
+            for c in (config.config.get("cameras", []) if config is not None else [])
+        ]
+        nodes.append({"node": node, "state": config_state(node).value, "cameras": cameras})
+    response = render(request, "cameras.html", {"nodes": nodes}, user=user)
+    response.headers.update(NO_STORE)
+    return response
