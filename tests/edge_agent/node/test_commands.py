@@ -164,7 +164,9 @@ def test_register_needs_a_contract_model() -> None:
 
 def test_result_reason_iff_refused_or_failed() -> None:
     with pytest.raises(ValueError, match="reason must be set"):
-        CommandResult(request_id=uuid.uuid4(), node_id="n", name="snapshot", state=CommandState.FAILED, at=NOW)
+        CommandResult(
+            request_id=uuid.uuid4(), node_id="n", name="snapshot", state=CommandState.FAILED, at=NOW
+        )
     with pytest.raises(ValueError, match="reason must be set"):
         CommandResult(
             request_id=uuid.uuid4(), node_id="n", name="snapshot", state=CommandState.OK, reason="x", at=NOW
