@@ -41,7 +41,9 @@ def test_a_real_model_is_checked_recorded_and_served_to_nodes(admin: TestClient,
     assert page.status_code == 200 and sha in page.text and "320×320" in page.text
     with admin.app.state.central.db.session() as session:  # type: ignore[attr-defined]
         actions = [(a.action, a.target) for a in session.scalars(select(AuditRow))]
-    assert actions.count(("model.upload", f"model:{sha}")) == 1  # the second, identical upload changed nothing
+    assert (
+        actions.count(("model.upload", f"model:{sha}")) == 1
+    )  # the second, identical upload changed nothing
 
 
 @pytest.mark.parametrize(
@@ -52,7 +54,9 @@ def test_a_real_model_is_checked_recorded_and_served_to_nodes(admin: TestClient,
     ],
     ids=["empty", "garbage"],
 )
-def test_a_file_that_does_not_load_is_refused_with_the_reason(admin: TestClient, data: bytes, words: str) -> None:
+def test_a_file_that_does_not_load_is_refused_with_the_reason(
+    admin: TestClient, data: bytes, words: str
+) -> None:
     r = admin.post("/api/v1/models", files={"file": ("broken.onnx", data)})
     assert r.status_code == 422 and words in r.json()["detail"]
     assert admin.get("/api/v1/models").json() == []
@@ -67,5 +71,7 @@ def test_assigning_to_an_unknown_node_says_so_per_node(admin: TestClient, model_
     sha = admin.post("/api/v1/models", files={"file": (MODEL_320.name, model_bytes)}).json()["sha256"]
     r = admin.post(f"/api/v1/models/{sha}/assign", json={"nodes": ["ghost"]})
     assert r.status_code == 200
-    assert r.json() == [{"node_id": "ghost", "request_id": None, "state": "refused", "error": "no node ghost"}]
+    assert r.json() == [
+        {"node_id": "ghost", "request_id": None, "state": "refused", "error": "no node ghost"}
+    ]
     assert admin.post("/api/v1/models/" + "0" * 64 + "/assign", json={"nodes": ["x"]}).status_code == 404

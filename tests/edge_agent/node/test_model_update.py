@@ -150,7 +150,9 @@ def test_a_real_second_model_is_downloaded_tried_and_swapped_in(tmp_path: Path) 
         sleep=lambda s: None,
     )
     result = handler(args_for(data, name=MODEL_320.name, watch_s=0), progress())
-    assert result.model.sha256 == hashlib.sha256(data).hexdigest() and result.previous.sha256 == old.model_sha256
+    assert (
+        result.model.sha256 == hashlib.sha256(data).hexdigest() and result.previous.sha256 == old.model_sha256
+    )
     assert result.input_size == 320 and result.classes == 80
     assert slot.current.model_sha256 == result.model.sha256 and swapped == [MODEL_320.name]
     assert (tmp_path / "models" / ACTIVE_FILE).exists()
