@@ -9,7 +9,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from central.db.models import AuditRow
-
 from tests.central.conftest import NODE_TOKEN
 from tests.paths import ASSETS
 

@@ -84,7 +84,7 @@ def test_a_corrupt_download_is_refused_and_the_old_model_keeps_running(tmp_path:
     slot, swapped = DetectorSlot(old), []
     good = b"onnx bytes"
     handler = update(slot, b"onnx bytez", tmp_path, FakeDetector("new"), swapped)
-    with pytest.raises(CommandRefused, match="sha256: the downloaded file .* refused, old keeps running"):
+    with pytest.raises(CommandRefused, match=r"sha256: the downloaded file .* refused, old keeps running"):
         handler(args_for(good), progress())
     assert slot.current is old and swapped == []
     assert not list((tmp_path / "models").rglob("*.onnx*"))  # nothing half-downloaded left behind
