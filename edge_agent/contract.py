@@ -550,6 +550,41 @@ COMMAND_ARGS["model"] = ModelArgs
 COMMAND_RESULTS["model"] = ModelResult
 
 
+MAX_EXTRACT_S: Final = 30 * 60
+
+
+class ExtractArgs(_Strict):
+    """``extract``: cut a camera's recorded footage over a time range and upload it as evidence (a clip)."""
+
+    camera_id: Identifier = Field(description="Camera on the node.")
+    start: AwareDatetime = Field(description="Start of the range (UTC).")
+    end: AwareDatetime = Field(description="End of the range (UTC).")
+
+    @model_validator(mode="after")
+    def _sane_range(self) -> ExtractArgs:
+        seconds = (self.end - self.start).total_seconds()
+        if seconds <= 0:
+            raise ValueError("end must be after start")
+        if seconds > MAX_EXTRACT_S:
+            raise ValueError(f"the range is {seconds:.0f} s; at most {MAX_EXTRACT_S} s per request")
+        return self
+
+
+class ExtractResult(_Strict):
+    sha256: Sha256Hex = Field(
+        description="Evidence hash of the clip (uploaded to central before the answer)."
+    )
+    size: int = Field(gt=0, description="Bytes.")
+    content_type: Literal["video/mp4"] = Field(default="video/mp4", description="MIME type.")
+    recorded_start: AwareDatetime = Field(description="Time of the clip's first frame (UTC).")
+    recorded_end: AwareDatetime = Field(description="Time just after its last frame (UTC).")
+    segments: int = Field(ge=1, description="Recording segments it was cut from.")
+
+
+COMMAND_ARGS["extract"] = ExtractArgs
+COMMAND_RESULTS["extract"] = ExtractResult
+
+
 # -- external traffic-signal feed (controller or central -> nodes on ``signals/{feed}``) ------------------------
 
 SCHEMA_SIGNAL: Final = "streetwatch.signal/1"

@@ -23,6 +23,7 @@ from edge_agent.config.node import (
     SchedulerConfig,
     StateConfig,
 )
+from edge_agent.config.recording import RecordingConfig
 from edge_agent.contract import DEFAULT_TOPIC_PREFIX, Identifier
 
 
@@ -53,6 +54,9 @@ class AgentConfig(Strict):
     )
     state: StateConfig = Field(
         default_factory=StateConfig, description="Status file for `streetwatch-agent status`."
+    )
+    recording: RecordingConfig = Field(
+        default_factory=RecordingConfig, description="Rolling footage per camera, for extraction requests."
     )
 
     @model_validator(mode="after")

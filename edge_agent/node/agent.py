@@ -17,8 +17,10 @@ from edge_agent.contract import Event, ModelRef, utcnow
 from edge_agent.delivery.heartbeat import CameraSample, LatencyWindow
 from edge_agent.delivery.publisher import Publisher
 from edge_agent.evidence.clips import ClipEncoder
+from edge_agent.evidence.footage import CameraRecorder, FootageStore
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.node.commands import CommandListener, CommandRunner
+from edge_agent.node.extract_cmd import ExtractCommand
 from edge_agent.node.health import HealthServices
 from edge_agent.node.model_update import ModelUpdate, active_model_path, models_dir
 from edge_agent.node.probe import LiveSources, Probe
@@ -93,6 +95,26 @@ class Agent:
                 lambda path: OnnxDetector(cfg.model.model_copy(update={"path": path, "input_size": None})),
                 self._latest_frame,
                 self._model_swapped,
+            ),
+        )
+        # Rolling footage per camera (recording.enabled) and the extract command that cuts it.
+        self.footage: FootageStore | None = None
+        self.recorders: list[CameraRecorder] = []
+        if cfg.recording.enabled:
+            self.footage = FootageStore(
+                cfg.recording.dir or cfg.evidence_dir.parent / "recordings", cfg.recording.max_bytes
+            )
+            self.recorders = [
+                CameraRecorder(cam_id, reader.latest, self.footage, cfg.recording)
+                for cam_id, reader in self.captures.readers.items()
+            ]
+        self.commands.register(
+            "extract",
+            ExtractCommand(
+                self.footage,
+                lambda: list(self.captures.readers),
+                self.store,
+                lambda file: upload_evidence(self.publisher.http, file),
             ),
         )
         # Controller messages for `source: external` signals (<prefix>/signals/<feed>), routed to the pipelines.
@@ -222,6 +244,8 @@ class Agent:
         """Run until every source ends (files without loop) or ``stop_event`` is set. Returns an exit code."""
         self.publisher.start()
         self.captures.start()
+        for recorder in self.recorders:
+            recorder.start()
         worker = threading.Thread(target=self._detect_loop, name="detector", daemon=True)
         worker.start()
         self.worker = worker
@@ -245,6 +269,8 @@ class Agent:
                 last = time.monotonic()
                 self._report()
         health.stop()
+        for recorder in self.recorders:
+            recorder.stop()
         self.captures.stop()
         for cam_id, pipeline in self.pipelines.items():  # pending clips and held ENDs go out before we stop
             pipeline.close(self._last_frames.get(cam_id))
