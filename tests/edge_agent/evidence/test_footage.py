@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,7 +84,7 @@ def test_the_recording_stays_within_its_budget_oldest_deleted_first(
     assert store.deleted > 0 and replay.recorder.stats.failures == 0
     assert segments[-1].end == T0 + timedelta(seconds=120)  # the newest is kept...
     assert segments[0].start > T0  # ...the oldest went
-    assert all(a.end == b.start for a, b in zip(segments, segments[1:], strict=False))  # no holes
+    assert all(a.end == b.start for a, b in itertools.pairwise(segments))  # no holes
 
 
 def test_a_range_is_cut_by_stream_copy_and_decodes(tmp_path: Path, cfg: RecordingConfig) -> None:
