@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -25,12 +25,12 @@ from starlette.concurrency import run_in_threadpool
 from central import i18n_zones
 from central.api.deps import ApiUser, AuthUser, CentralDep, DbSession, FleetDep, PageUser
 from central.api.routes_web import render
-from central.db.models import NodeRow, Role
+from central.db.models import NodeCommandRow, NodeRow, Role
 from central.fleet.configs import config_state, latest_config
 from central.fleet.enrollment import FleetError
 from central.fleet.history import history, rollback
 from central.fleet.preview import MAX_SECONDS, PreviewError, PreviewUnavailable, run_preview
-from central.security import csrf_valid
+from central.security import csrf_token, csrf_valid
 from edge_agent.rules.ruleconfig import RuleConfig
 from edge_agent.rules.sceneconfig import LineConfig, ZoneConfig
 
@@ -39,6 +39,7 @@ router = APIRouter(tags=["zones"])
 ZONE_ROLES = frozenset({Role.ADMIN.value, Role.OPERATOR.value, Role.TECHNICIAN.value})
 NO_STORE = {"Cache-Control": "no-store"}
 MAX_CLIP_BYTES = 200 * 1024 * 1024
+SNAPSHOT_LOOKBACK = 200  # snapshot commands of a node whose frames stay viewable
 
 
 def rule_schemas() -> dict[str, Any]:
@@ -152,6 +153,7 @@ def zones_page(
                 "config": row.config if row is not None else None,
                 "version": row.version if row is not None else None,
                 "schemas": {"rules": rule_schemas()},
+                "csrf": csrf_token(request.session),
                 "strings": {**i18n_zones.ZONE_MESSAGES["en"], **strings},
             }
         ),
@@ -262,3 +264,35 @@ def cameras_page(request: Request, user: PageUser, db: DbSession) -> HTMLRespons
     response = render(request, "cameras.html", {"nodes": nodes}, user=user)
     response.headers.update(NO_STORE)
     return response
+
+
+@router.get("/nodes/{node_id}/snapshots/{sha256}", response_class=FileResponse, include_in_schema=False)
+def snapshot_image(
+    node_id: str, sha256: str, user: ApiUser, db: DbSession, central: CentralDep
+) -> FileResponse:
+    """A frame a ``snapshot`` command of this node brought back, for the roles that draw zones.
+
+    Served here rather than through ``/evidence``: a snapshot belongs to no event, and event evidence is
+    scoped by the events a user may see; this one is scoped by the node's commands.
+    """
+    _require(user)
+    rows = db.scalars(
+        select(NodeCommandRow.result)
+        .where(
+            NodeCommandRow.node_id == node_id, NodeCommandRow.name == "snapshot", NodeCommandRow.state == "ok"
+        )
+        .order_by(NodeCommandRow.created_at.desc())
+        .limit(SNAPSHOT_LOOKBACK)
+    ).all()
+    known = {s.get("sha256") for result in rows if result for s in result.get("snapshots", [])}
+    path = central.evidence.path_of(sha256) if sha256 in known else None
+    if path is None or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such snapshot")
+    return FileResponse(
+        path,
+        media_type="image/jpeg",
+        headers={
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

@@ -11,6 +11,8 @@ const config = boot.config;
 const cam = config.cameras.find((c) => c.id === boot.camera);
 for (const key of ["zones", "lines", "signals", "rules"]) cam[key] = cam[key] || [];
 const $ = (id) => document.getElementById(id);
+// Writes carry the session's CSRF token (the JSON API checks it on top of the SameSite cookie).
+const WRITE_HEADERS = { "X-CSRF-Token": boot.csrf };
 const svg = $("ze-svg");
 const NS = "http://www.w3.org/2000/svg";
 let tool = "select";
@@ -346,7 +348,7 @@ async function snapshot() {
   state.textContent = S.fetching_frame;
   const r = await fetch(`/api/v1/nodes/${encodeURIComponent(boot.node)}/commands`, {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", ...WRITE_HEADERS },
     body: JSON.stringify({ name: "snapshot", args: { cameras: [boot.camera] }, timeout_s: 30, wait_s: 30 }),
   });
   const body = await r.json();
@@ -357,7 +359,7 @@ async function snapshot() {
   }
   const img = $("ze-image");
   img.onload = () => { img.hidden = false; state.textContent = `${shot.width}×${shot.height} · ${shot.captured_at}`; };
-  img.src = `/evidence/${shot.sha256}`;
+  img.src = `/nodes/${encodeURIComponent(boot.node)}/snapshots/${shot.sha256}`;
   img.dataset.sha256 = shot.sha256;
 }
 $("ze-snapshot").addEventListener("click", snapshot);
@@ -409,7 +411,7 @@ $("ze-push").addEventListener("click", async () => {
   delete body.config_version;
   const r = await fetch(`/api/v1/nodes/${encodeURIComponent(boot.node)}/config`, {
     method: "PUT",
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", ...WRITE_HEADERS },
     body: JSON.stringify(body),
   });
   const answer = await r.json();
@@ -433,7 +435,7 @@ $("ze-preview").addEventListener("click", async () => {
   const form = new FormData();
   form.append("clip", file);
   form.append("camera", JSON.stringify(cam));
-  const r = await fetch(`/api/v1/nodes/${encodeURIComponent(boot.node)}/preview`, { method: "POST", body: form });
+  const r = await fetch(`/api/v1/nodes/${encodeURIComponent(boot.node)}/preview`, { method: "POST", body: form, headers: WRITE_HEADERS });
   const result = await r.json();
   if (!r.ok) {
     state.textContent = String(result.detail);

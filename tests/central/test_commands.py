@@ -224,3 +224,39 @@ def test_a_command_the_broker_did_not_take_is_unsent(
     with db.session() as s:
         row = s.get(NodeCommandRow, out["request_id"])
         assert row is not None and row.finished_at is not None
+
+
+def test_a_snapshot_frame_is_served_to_zone_editors_only_for_the_node_that_sent_it(
+    admin: TestClient, node_id: str, link: FakeLink, db: Database
+) -> None:
+    import hashlib
+
+    from tests.central.conftest import NODE_TOKEN
+
+    jpeg = b"\xff\xd8\xff\xe0 a frame \xff\xd9"
+    sha = hashlib.sha256(jpeg).hexdigest()
+    up = admin.put(
+        f"/api/v1/evidence/{sha}",
+        content=jpeg,
+        headers={"Authorization": f"Bearer {NODE_TOKEN}", "Content-Type": "image/jpeg"},
+    )
+    assert up.status_code == 201, up.text
+    assert admin.get(f"/nodes/{node_id}/snapshots/{sha}").status_code == 404  # no command brought it back yet
+    admin.post(f"/api/v1/nodes/{node_id}/commands", json={"name": "snapshot"})
+    cmd = sent_command(link)
+    snap = {
+        "camera_id": "c1",
+        "sha256": sha,
+        "width": 2,
+        "height": 2,
+        "captured_at": cmd.issued_at.isoformat(),
+    }
+    fleet_of(admin).commands.handle_result(
+        TOPICS.cmd_result(node_id), answer(cmd, CommandState.OK, result={"snapshots": [snap]})
+    )
+    r = admin.get(f"/nodes/{node_id}/snapshots/{sha}")
+    assert r.status_code == 200 and r.content == jpeg and r.headers["content-type"] == "image/jpeg"
+    assert admin.get(f"/nodes/other-node/snapshots/{sha}").status_code == 404
+    add_user(db, "olga", Role.OFFICER)
+    login(admin, "olga", PASSWORD)
+    assert admin.get(f"/nodes/{node_id}/snapshots/{sha}").status_code == 403
