@@ -48,21 +48,30 @@ class HistoryEntry:
     note: str | None
     rollback_of: int | None
     changes: list[Change]
+    first: bool = False  # the node's first version: no diff, everything is new
 
 
-def _flatten(value: Any, path: str, out: dict[str, Any]) -> None:
+def _flatten(value: Any, path: str, out: dict[str, Any], items: dict[str, dict[str, Any]]) -> None:
     if isinstance(value, dict):
         if not value and path:
             out[path] = {}
         for key, item in value.items():
             if not path and key in IGNORED:
                 continue
-            _flatten(item, f"{path}.{key}" if path else str(key), out)
-    elif isinstance(value, list) and value and all(isinstance(v, dict) and "id" in v for v in value):
-        for item in value:
-            _flatten(item, f"{path}[{item['id']}]", out)
+            _flatten(item, f"{path}.{key}" if path else str(key), out, items)
+    elif isinstance(value, list) and all(isinstance(v, dict) and "id" in v for v in value):
+        for item in value:  # an empty list of zones/rules/... adds no path: its items say what changed
+            items[f"{path}[{item['id']}]"] = item
+            _flatten(item, f"{path}[{item['id']}]", out, items)
     else:
         out[path] = value
+
+
+def _summary(item: dict[str, Any]) -> str:
+    """A whole zone, line or rule in one line: its type and the fields that say what it is."""
+    keys = ("type", "zone", "line", "source", "polygon", "points", "roi", "direction", "min_dwell_s")
+    text = "; ".join(f"{k}={_show(item[k])}" for k in keys if item.get(k) is not None)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
 def _show(value: Any) -> str:
@@ -81,18 +90,29 @@ def diff_configs(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change
     """What changed from ``old`` to ``new`` (``old`` None: the first version, everything is added)."""
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
+    items_before: dict[str, dict[str, Any]] = {}
+    items_after: dict[str, dict[str, Any]] = {}
     if old is not None:
-        _flatten(old, "", before)
-    _flatten(new, "", after)
-    changes = []
+        _flatten(old, "", before, items_before)
+    _flatten(new, "", after, items_after)
+    # A zone, line or rule added or removed as a whole is one change, not one per field.
+    whole = {p: ("added", None, _summary(i)) for p, i in items_after.items() if p not in items_before}
+    whole |= {p: ("removed", _summary(i), None) for p, i in items_before.items() if p not in items_after}
+    changes = [Change(p, kind, o, n) for p, (kind, o, n) in whole.items() if not _inside(p, whole)]
     for path in sorted(before.keys() | after.keys()):
+        if _inside(path, whole) or path in whole:
+            continue
         if path not in before:
             changes.append(Change(path, "added", None, _show(after[path])))
         elif path not in after:
             changes.append(Change(path, "removed", _show(before[path]), None))
         elif before[path] != after[path]:
             changes.append(Change(path, "changed", _show(before[path]), _show(after[path])))
-    return changes
+    return sorted(changes, key=lambda c: c.path)
+
+
+def _inside(path: str, prefixes: dict[str, Any]) -> bool:
+    return any(path.startswith(p + ".") or path.startswith(p + "[") for p in prefixes if p != path)
 
 
 def history(session: Session, node_id: str, limit: int = 50) -> list[HistoryEntry]:
@@ -106,6 +126,7 @@ def history(session: Session, node_id: str, limit: int = 50) -> list[HistoryEntr
     entries = []
     for i, row in enumerate(rows[:limit]):
         previous = rows[i + 1].config if i + 1 < len(rows) else None
+        first = previous is None and i + 1 == len(rows)
         entries.append(
             HistoryEntry(
                 version=row.version,
@@ -113,7 +134,8 @@ def history(session: Session, node_id: str, limit: int = 50) -> list[HistoryEntr
                 created_by=row.created_by,
                 note=row.note,
                 rollback_of=row.rollback_of,
-                changes=diff_configs(previous, row.config),
+                changes=[] if first else diff_configs(previous, row.config),
+                first=first,
             )
         )
     return entries

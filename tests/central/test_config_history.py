@@ -65,6 +65,22 @@ def test_the_first_version_is_all_additions() -> None:
     assert changes and {c.kind for c in changes} == {"added"}
 
 
+def test_a_whole_zone_or_rule_added_or_removed_is_one_line() -> None:
+    line = {"id": "l1", "points": [[0.1, 0.5], [0.5, 0.5]], "direction": 90}
+    rule = {"id": "late", "type": "illegal_stopping", "zone": "kerb", "min_dwell_s": 3}
+    old, new = cfg(), cfg(lines=[line], rules=[*camera()[0]["rules"], rule])
+    added = [
+        Change(
+            "cameras[cam-1].lines[l1]", "added", None, "points=(0.100, 0.500) (0.500, 0.500); direction=90"
+        ),
+        Change(
+            "cameras[cam-1].rules[late]", "added", None, "type='illegal_stopping'; zone='kerb'; min_dwell_s=3"
+        ),
+    ]
+    assert diff_configs(old, new) == added
+    assert diff_configs(new, old) == [Change(c.path, "removed", c.new, None) for c in added]
+
+
 def test_history_and_rollback(admin: TestClient, node_id: str, db: Database) -> None:  # noqa: F811
     assert admin.put(f"/api/v1/nodes/{node_id}/config", json=cfg()).status_code == 201
     assert admin.put(f"/api/v1/nodes/{node_id}/config", json=cfg(detect_fps=2)).status_code == 201
