@@ -96,7 +96,9 @@ def diff_configs(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change
         _flatten(old, "", before, items_before)
     _flatten(new, "", after, items_after)
     # A zone, line or rule added or removed as a whole is one change, not one per field.
-    whole = {p: ("added", None, _summary(i)) for p, i in items_after.items() if p not in items_before}
+    whole: dict[str, tuple[str, str | None, str | None]] = {
+        p: ("added", None, _summary(i)) for p, i in items_after.items() if p not in items_before
+    }
     whole |= {p: ("removed", _summary(i), None) for p, i in items_before.items() if p not in items_after}
     changes = [Change(p, kind, o, n) for p, (kind, o, n) in whole.items() if not _inside(p, whole)]
     for path in sorted(before.keys() | after.keys()):
