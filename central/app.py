@@ -26,6 +26,7 @@ from central.api import (
     routes_api,
     routes_commands,
     routes_evidence,
+    routes_extractions,
     routes_fleet,
     routes_health,
     routes_models,
@@ -39,6 +40,7 @@ from central.context import Central
 from central.db import migrate
 from central.db.session import Database
 from central.evidence import EvidenceStore
+from central.fleet.extractions import register_hooks as register_extraction_hooks
 from central.fleet.health import HeartbeatRecorder
 from central.fleet.service import Fleet
 from central.messaging.broker import EmbeddedBroker
@@ -163,6 +165,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     fleet = Fleet(central)  # node enrollment, broker files, remote config (central/fleet)
     heartbeats = HeartbeatRecorder(db, retention_s=settings.heartbeat_retention_s)
     central.ingestor.heartbeat_sink = heartbeats.record  # fleet health pages (central/fleet/health.py)
+    register_extraction_hooks(fleet.commands)  # extractions follow their node's extract command
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -210,6 +213,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(routes_fleet.router)
     app.include_router(routes_signals.router)
     app.include_router(routes_models.router)
+    app.include_router(routes_extractions.router)
     app.include_router(routes_web.router)
 
     @app.exception_handler(LoginRequiredError)

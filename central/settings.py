@@ -184,6 +184,10 @@ class Settings(BaseSettings):
             "config is retained on the broker (accepting a config publishes it at once; this is the safety net)."
         ),
     )
+    timezone: str = Field(
+        default="Asia/Ho_Chi_Minh",
+        description="IANA time zone people enter and read times in (footage requests), e.g. Asia/Ho_Chi_Minh.",
+    )
     signal_token: SecretStr | None = Field(
         default=None,
         description=(
@@ -219,6 +223,19 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_ADMIN_PASSWORD_LENGTH} characters long")
         if password.strip().lower() in _WEAK_PASSWORDS:
             raise ValueError("is an obvious default password; choose a real one")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Ho_Chi_Minh)"
+            ) from None
         return value
 
     @field_validator("signal_token")

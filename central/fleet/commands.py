@@ -124,11 +124,16 @@ class CommandCenter:
         self._link = link
         self._changed = threading.Condition()
         self._hooks: dict[str, list[FinalHook]] = {}
+        self._progress_hooks: dict[str, list[FinalHook]] = {}
         self.stats = CommandStats()
 
     def on_final(self, name: str, hook: FinalHook) -> None:
         """Call ``hook(session, row, answer)`` when a ``name`` command ends (answer None: timeout/unsent)."""
         self._hooks.setdefault(name, []).append(hook)
+
+    def on_progress(self, name: str, hook: FinalHook) -> None:
+        """Call ``hook(session, row, answer)`` for each ``progress`` answer of a ``name`` command (same tx)."""
+        self._progress_hooks.setdefault(name, []).append(hook)
 
     # -- sending --------------------------------------------------------------------------------------------
 
@@ -245,6 +250,8 @@ class CommandCenter:
                     answer.message,
                     now,
                 )
+                for hook in self._progress_hooks.get(row.name, []):
+                    hook(session, row, answer)
             else:
                 late = row.state == TIMEOUT
                 row.state = answer.state.value

@@ -6,8 +6,8 @@ next start). Segment files are named ``<start ms>-<end ms>.mp4`` (UTC epoch mill
 index that could disagree with the disk.
 
 The recorder samples the camera's newest decoded frame at a fixed ``fps`` (repeating a frame when the camera
-is slower), so a segment's duration is exactly its frame count / fps and its wall-clock range is known to the
-frame; keyframes every second keep a stream-copy cut within one second of the asked range. Recording from
+is slower, or when the recorder itself was late), so a segment's duration is its frame count / fps and its
+wall-clock range is known to a frame; keyframes every second keep a stream-copy cut within one second of the asked range. Recording from
 decoded frames works for every source (files, USB, RTSP); it costs one small H.264 encode per camera (x264
 ``veryfast``, scaled to ``max_width``).
 
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SEGMENT_RE: Final = re.compile(r"^(\d{13})-(\d{13})\.mp4$")
 FFMPEG_TIMEOUT_S: Final = 120.0
+MAX_CATCH_UP_S: Final = 2.0  # a recorder further behind than this ends the segment (a gap) instead
 
 
 def _ms(at: datetime) -> int:
@@ -185,6 +186,7 @@ class _SegmentWriter:
             "-threads", "1", "-f", "mp4", str(self.part),
         ]  # fmt: skip
         self.size = size
+        self.start_mono = 0.0
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def write(self, frame: Frame) -> None:
@@ -247,6 +249,8 @@ class CameraRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._writer: _SegmentWriter | None = None
+        self._carry: tuple[datetime, float] | None = None  # (wall, mono) where the next segment starts
+        self._closers: list[threading.Thread] = []
         self.stats = RecorderStats()
         self.last_error: str | None = None
 
@@ -273,7 +277,7 @@ class CameraRecorder:
                 self._abort()
             next_tick += period
             delay = next_tick - self._clock()
-            if delay < -period:  # fell behind (loaded box): skip ticks rather than burst
+            if delay < -period:  # fell behind (loaded box): the next tick fills the missed slots
                 next_tick = self._clock()
                 delay = 0.0
             self._stop.wait(max(0.0, delay))
@@ -289,19 +293,46 @@ class CameraRecorder:
         if writer is not None and (frame.width, frame.height) != writer.size:
             self._finish()
             writer = None
+        now = self._clock()
+        if (
+            writer is not None
+            and (now - writer.start_mono) * self._cfg.fps - writer.frames > MAX_CATCH_UP_S * self._cfg.fps
+        ):
+            self.stats.gaps += 1
+            self._finish()  # too far behind (a stalled box): end here rather than fill seconds with one frame
+            writer = None
         if writer is None:
+            # A full segment is continued without a hole: the next one starts where it ended.
+            start_wall, start_mono = self._carry or (self._wall(), now)
+            self._carry = None
             writer = self._writer = _SegmentWriter(
-                self._store.camera_dir(self.camera_id), self._wall(), (frame.width, frame.height), self._cfg
+                self._store.camera_dir(self.camera_id), start_wall, (frame.width, frame.height), self._cfg
             )
-        writer.write(frame)
-        self.stats.frames += 1
+            writer.start_mono = start_mono
+        # Video time must stay wall time: a tick that came late repeats the frame for the slots it missed.
+        due = int((now - writer.start_mono) * self._cfg.fps + 1e-6) + 1
+        for _ in range(max(1, due - writer.frames)):
+            writer.write(frame)
+            self.stats.frames += 1
         if writer.frames >= round(self._cfg.segment_s * self._cfg.fps):
-            self._finish()
+            length = writer.frames / self._cfg.fps
+            self._carry = (_dt(_ms(writer.start) + round(length * 1000)), writer.start_mono + length)
+            self._writer = None
+            # Closing waits for ffmpeg to write the index; off this thread, so the next segment starts on time.
+            closer = threading.Thread(target=self._close, args=(writer,), name=f"close-{self.camera_id}")
+            closer.start()
+            self._closers = [c for c in self._closers if c.is_alive()] + [closer]
 
     def _finish(self) -> None:
         writer, self._writer = self._writer, None
-        if writer is None:
-            return
+        self._carry = None
+        for closer in self._closers:
+            closer.join(timeout=FFMPEG_TIMEOUT_S)
+        self._closers = []
+        if writer is not None:
+            self._close(writer)
+
+    def _close(self, writer: _SegmentWriter) -> None:
         if writer.close() is None:
             self.stats.failures += 1
         else:
@@ -310,6 +341,7 @@ class CameraRecorder:
 
     def _abort(self) -> None:
         writer, self._writer = self._writer, None
+        self._carry = None
         if writer is not None:
             writer.process.kill()
             writer.process.wait()
