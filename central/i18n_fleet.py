@@ -52,6 +52,7 @@ FLEET_MESSAGES: dict[str, dict[str, str]] = {
         "chart_temperature": "CPU temperature (°C)",
         "camera_no_frames": "no frames",
         "back_to_fleet": "Back to the fleet",
+        "nodes_see_fleet": "the health of every node heard on the broker, enrolled or not (online, offline, fps).",
         "models": "Detector models",
         "models_nav": "Models",
         "models_intro": "Upload an ONNX detector (central checks that it loads and runs), then send it to nodes. "
@@ -70,6 +71,7 @@ FLEET_MESSAGES: dict[str, dict[str, str]] = {
         "model_when": "Asked",
         "model_no_updates": "No model update yet.",
         "model_pick_nodes": "Pick at least one node.",
+        "model_installed": "installed",
         "cmd_sent": "sent",
         "cmd_progress": "in progress",
         "cmd_ok": "done",
@@ -143,6 +145,7 @@ FLEET_MESSAGES: dict[str, dict[str, str]] = {
         "chart_temperature": "Nhiệt độ CPU (°C)",
         "camera_no_frames": "không có khung hình",
         "back_to_fleet": "Quay lại danh sách thiết bị",
+        "nodes_see_fleet": "tình trạng của mọi thiết bị đã kết nối broker, kể cả chưa đăng ký (trực tuyến, mất kết nối, khung hình/giây).",
         "models": "Mô hình nhận dạng",
         "models_nav": "Mô hình",
         "models_intro": "Tải lên mô hình ONNX (máy chủ kiểm tra mô hình chạy được), rồi gửi tới thiết bị. Mỗi "
@@ -161,6 +164,7 @@ FLEET_MESSAGES: dict[str, dict[str, str]] = {
         "model_when": "Yêu cầu lúc",
         "model_no_updates": "Chưa có cập nhật mô hình nào.",
         "model_pick_nodes": "Hãy chọn ít nhất một thiết bị.",
+        "model_installed": "đã cài đặt",
         "cmd_sent": "đã gửi",
         "cmd_progress": "đang thực hiện",
         "cmd_ok": "hoàn tất",

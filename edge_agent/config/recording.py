@@ -34,4 +34,11 @@ class RecordingConfig(Strict):
         description="Frames per second recorded from a camera's decoded frames.",
     )
     max_width: int = Field(default=1280, ge=160, le=3840, description="Wider frames are scaled down to this.")
+    stream_copy: bool = Field(
+        default=True,
+        description=(
+            "For rtsp:// cameras, record by copying the camera's own H.264 stream (a second RTSP session, no "
+            "re-encoding); off: encode the decoded frames like other sources."
+        ),
+    )
     crf: int = Field(default=28, ge=15, le=40, description="H.264 quality (lower: better and bigger).")

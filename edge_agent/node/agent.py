@@ -19,6 +19,7 @@ from edge_agent.delivery.publisher import Publisher
 from edge_agent.evidence.clips import ClipEncoder
 from edge_agent.evidence.footage import CameraRecorder, FootageStore
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
+from edge_agent.evidence.stream_copy import StreamCopyRecorder
 from edge_agent.node.commands import CommandListener, CommandRunner
 from edge_agent.node.extract_cmd import ExtractCommand
 from edge_agent.node.health import HealthServices
@@ -99,15 +100,18 @@ class Agent:
         )
         # Rolling footage per camera (recording.enabled) and the extract command that cuts it.
         self.footage: FootageStore | None = None
-        self.recorders: list[CameraRecorder] = []
+        self.recorders: list[CameraRecorder | StreamCopyRecorder] = []
         if cfg.recording.enabled:
             self.footage = FootageStore(
                 cfg.recording.dir or cfg.evidence_dir.parent / "recordings", cfg.recording.max_bytes
             )
-            self.recorders = [
-                CameraRecorder(cam_id, reader.latest, self.footage, cfg.recording)
-                for cam_id, reader in self.captures.readers.items()
-            ]
+            sources = {c.id: c.source for c in cfg.cameras}
+            for cam_id, reader in self.captures.readers.items():
+                source = str(sources[cam_id])
+                if cfg.recording.stream_copy and source.lower().startswith(("rtsp://", "rtsps://")):
+                    self.recorders.append(StreamCopyRecorder(cam_id, source, self.footage, cfg.recording))
+                else:
+                    self.recorders.append(CameraRecorder(cam_id, reader.latest, self.footage, cfg.recording))
         self.commands.register(
             "extract",
             ExtractCommand(

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import onnxruntime as ort
@@ -28,10 +28,21 @@ import yaml
 
 from tests.conftest import wait_until
 from tests.e2e.stall_model import build_stall_model
-from tests.e2e.test_acl_support import CentralProcess, auth_broker, central_process, cli_enroll
+from tests.e2e.test_acl_support import (
+    ADMIN_PASSWORD,
+    CentralProcess,
+    auth_broker,
+    central_process,
+    cli_enroll,
+)
+from tests.e2e.test_review_ui import chromium  # noqa: F401 - the browser fixture
 from tests.paths import ASSETS, MODEL_640, ROOT, TOKYO
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+SHOTS = Path(os.environ["UI_SCREENSHOT_DIR"]) if os.environ.get("UI_SCREENSHOT_DIR") else None
 
 MODEL_320 = ASSETS / "models" / "yolo11n_coco_320_int8dyn.onnx"
 MODEL_V8 = ASSETS / "models" / "yolov8n_coco_640_int8dyn.onnx"
@@ -126,6 +137,7 @@ def fleet_model(admin: httpx.Client, node: str) -> tuple[str | None, str | None]
 
 
 def test_models_are_swapped_refused_and_rolled_back_on_a_running_agent(
+    chromium: Browser,  # noqa: F811 - the fixture imported above
     running: tuple[CentralProcess, httpx.Client, str, Path],
 ) -> None:
     central, admin, node, tmp = running
@@ -180,3 +192,21 @@ def test_models_are_swapped_refused_and_rolled_back_on_a_running_agent(
     wait_until(lambda: fleet_model(admin, node) == (new_sha, "online"), timeout_s=30, message="back on 320")
     page = admin.get(f"/fleet/{node}")
     assert "rolled back" in page.text and MODEL_320.name in page.text
+
+    # the technician's view of it: the three updates with their outcome, in the browser
+    browser_page = chromium.new_page(viewport={"width": 1366, "height": 900})
+    try:
+        browser_page.goto(f"{central.url}/login?next=/models")
+        browser_page.fill("input[name=username]", "admin")
+        browser_page.fill("input[name=password]", ADMIN_PASSWORD)
+        browser_page.click("button[type=submit]")
+        browser_page.wait_for_url("**/models")
+        states = browser_page.locator("table.updates tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.state)"
+        )
+        assert states == ["failed", "refused", "ok"], states  # newest first
+        if SHOTS is not None:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            browser_page.screenshot(path=str(SHOTS / "models.png"), full_page=True)
+    finally:
+        browser_page.close()
