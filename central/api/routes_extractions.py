@@ -140,7 +140,9 @@ def _page(request: Request, db: DbSession, central: CentralDep, user: AuthUser, 
 @router.get("/extractions", response_class=HTMLResponse, include_in_schema=False)
 def extractions_page(request: Request, user: PageUser, db: DbSession, central: CentralDep) -> HTMLResponse:
     if user.role not in EXTRACT_ROLES:
-        return render(request, "error.html", {"message_key": "error_forbidden_footage"}, user=user, status_code=403)
+        return render(
+            request, "error.html", {"message_key": "error_forbidden_footage"}, user=user, status_code=403
+        )
     return _page(request, db, central, user)
 
 
@@ -168,7 +170,9 @@ async def extractions_submit(
     if not csrf_valid(request.session, csrf_token):
         return _page(request, db, central, user, error="error_csrf", form=form)
     if user.role not in EXTRACT_ROLES:
-        return render(request, "error.html", {"message_key": "error_forbidden_footage"}, user=user, status_code=403)
+        return render(
+            request, "error.html", {"message_key": "error_forbidden_footage"}, user=user, status_code=403
+        )
     try:
         body = ExtractionIn(
             camera_id=camera_id,

@@ -152,7 +152,9 @@ def follow_command(
         row.sha256, row.size = result.sha256, result.size
         row.recorded_start, row.recorded_end = result.recorded_start, result.recorded_end
         seconds = (result.recorded_end - result.recorded_start).total_seconds()
-        row.message = message = f"{seconds:.0f} s clip, {result.size} bytes, from {result.segments} segment(s)"
+        row.message = message = (
+            f"{seconds:.0f} s clip, {result.size} bytes, from {result.segments} segment(s)"
+        )
     if state.value != previous:
         audit.record(
             session,

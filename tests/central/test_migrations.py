@@ -15,7 +15,12 @@ from tests.central.conftest import _reset_postgres
 TABLES = {"events", "evidence", "decisions", "dead_letters", "users", "audit_log", "node_status"}
 TABLES |= {"nodes", "node_configs", "enrollment_tokens"}  # 0002: fleet
 TABLES |= {"node_commands"}  # 0004: commands to nodes
-TABLES |= {"node_health", "node_heartbeats", "detector_models", "extractions"}  # 0005: health, models, footage
+TABLES |= {
+    "node_health",
+    "node_heartbeats",
+    "detector_models",
+    "extractions",
+}  # 0005: health, models, footage
 
 
 def sqlite_url(tmp_path: Path) -> str:
