@@ -12,10 +12,11 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from central import audit
 from central.api.deps import ApiUser, AuthUser, CentralDep, DbSession, FleetDep, PageUser
 from central.api.routes_web import render
 from central.db.models import ExtractionRow, Role
@@ -117,6 +118,37 @@ def api_get_extraction(extraction_id: str, user: ApiUser, db: DbSession) -> Extr
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no extraction {extraction_id}")
     return ExtractionOut(**extraction_out(row))
+
+
+@router.get("/extractions/{extraction_id}/clip", include_in_schema=False)
+def extraction_clip(
+    extraction_id: str, request: Request, user: ApiUser, db: DbSession, central: CentralDep
+) -> FileResponse:
+    """The extracted clip, for the roles that may request footage; each view is audited (a player's follow-up
+    Range requests for later bytes are not separate views)."""
+    _require(user)
+    row = db.get(ExtractionRow, extraction_id)
+    if row is None or row.sha256 is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no clip for extraction {extraction_id}")
+    path = central.evidence.path_of(row.sha256)
+    if not path.is_file():
+        raise HTTPException(status.HTTP_410_GONE, "the clip is recorded but its file is missing")
+    wanted = request.headers.get("range", "")
+    if not wanted or wanted.replace(" ", "").startswith("bytes=0-"):
+        audit.record(
+            db,
+            at=central.clock(),
+            username=user.username,
+            action="extraction.view",
+            target=f"extraction:{row.id}",
+            detail={"sha256": row.sha256},
+        )
+        db.commit()
+    return FileResponse(
+        path,
+        media_type="video/mp4",
+        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def _page(request: Request, db: DbSession, central: CentralDep, user: AuthUser, **extra: Any) -> HTMLResponse:
