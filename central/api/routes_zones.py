@@ -13,23 +13,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from central import i18n_zones
 from central.api.deps import ApiUser, AuthUser, CentralDep, DbSession, FleetDep, PageUser
 from central.api.routes_web import render
+from central.context import Central
 from central.db.models import NodeCommandRow, NodeRow, Role
 from central.fleet.configs import config_state, latest_config
 from central.fleet.enrollment import FleetError
 from central.fleet.history import history, rollback
 from central.fleet.preview import MAX_SECONDS, PreviewError, PreviewUnavailable, run_preview
+from central.fleet.service import Fleet
 from central.security import csrf_token, csrf_valid
 from edge_agent.rules.ruleconfig import RuleConfig
 from edge_agent.rules.sceneconfig import LineConfig, ZoneConfig
@@ -39,6 +41,7 @@ router = APIRouter(tags=["zones"])
 ZONE_ROLES = frozenset({Role.ADMIN.value, Role.OPERATOR.value, Role.TECHNICIAN.value})
 NO_STORE = {"Cache-Control": "no-store"}
 MAX_CLIP_BYTES = 200 * 1024 * 1024
+RECENT_TIMEOUT_S = 120.0
 SNAPSHOT_LOOKBACK = 200  # snapshot commands of a node whose frames stay viewable
 
 
@@ -296,3 +299,64 @@ def snapshot_image(
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+class RecentPreviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    camera: dict[str, Any] = Field(description="The camera config as drawn in the editor.")
+    seconds: float = Field(default=60.0, ge=5.0, le=MAX_SECONDS, description="How much of the recent past.")
+
+
+def _recent_clip(
+    fleet: Fleet, central: Central, node_id: str, camera_id: str, seconds: float, username: str
+) -> bytes:
+    """The node's last ``seconds`` of ``camera_id``, cut from its rolling recording by an ``extract`` command.
+
+    The command is audited like every command (who pulled which camera's footage, for which range); it is not an
+    officer's extraction, so no extraction row is created.
+    """
+    now = central.clock()
+    args = {
+        "camera_id": camera_id,
+        "start": (now - timedelta(seconds=seconds)).isoformat(),
+        "end": now.isoformat(),
+    }
+    try:
+        view = fleet.commands.send(node_id, "extract", args, username=username, timeout_s=RECENT_TIMEOUT_S)
+    except FleetError as err:
+        raise HTTPException(err.status_code, err.message) from None
+    done = fleet.commands.wait(view.request_id, RECENT_TIMEOUT_S + 5) or view
+    if done.state != "ok" or not done.result:
+        reason = done.reason or done.state
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"the node has no recent recording to preview: {reason}"
+        )
+    path = central.evidence.path_of(str(done.result["sha256"]))
+    if not path.is_file():
+        raise HTTPException(status.HTTP_409_CONFLICT, "the node's clip did not arrive at central")
+    return path.read_bytes()
+
+
+@router.post("/api/v1/nodes/{node_id}/preview/recent")
+async def api_preview_recent(
+    node_id: str, body: RecentPreviewIn, user: ApiUser, db: DbSession, central: CentralDep, fleet: FleetDep
+) -> dict[str, Any]:
+    """Preview on what the node recorded in the last ``seconds`` (its rolling recording, via ``extract``)."""
+    _require(user)
+    row = latest_config(db, node_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no config for node {node_id} yet")
+    camera_id = str(body.camera.get("id", ""))
+    clip = await run_in_threadpool(
+        _recent_clip, fleet, central, node_id, camera_id, body.seconds, user.username
+    )
+    try:
+        result = await run_in_threadpool(
+            lambda: run_preview(dict(row.config), body.camera, clip, max_seconds=body.seconds)
+        )
+    except PreviewUnavailable as err:
+        raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, str(err)) from None
+    except PreviewError as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from None
+    return asdict(result)

@@ -427,30 +427,44 @@ $("ze-push").addEventListener("click", async () => {
 
 // -- preview: replay a clip through the real pipeline on central ------------------------------------------
 
-$("ze-preview").addEventListener("click", async () => {
-  const state = $("ze-preview-state");
-  const file = $("ze-clip").files[0];
-  if (!file) return;
-  state.textContent = S.previewing;
-  const form = new FormData();
-  form.append("clip", file);
-  form.append("camera", JSON.stringify(cam));
-  const r = await fetch(`/api/v1/nodes/${encodeURIComponent(boot.node)}/preview`, { method: "POST", body: form, headers: WRITE_HEADERS });
-  const result = await r.json();
-  if (!r.ok) {
-    state.textContent = String(result.detail);
-    return;
-  }
+function showPreview(result) {
   const shapes = [];
   for (const track of result.tracks) {
     shapes.push(el("polyline", { class: "track", points: track.points.map(px).join(" ") }));
   }
   for (const event of result.events) {
-    shapes.push(el("circle", { class: "event", cx: event.at[0] * 1000, cy: event.at[1] * 1000, r: 12 }));
+    shapes.push(el("circle", { class: "event", cx: event.at[0] * 1000, cy: event.at[1] * 1000, r: 14 }));
   }
   window.zePreview = shapes;
-  state.textContent = `${result.events.length} event(s): ${result.events.map((e) => `${e.type} (${e.zone_id})`).join(", ")} · ${result.tracks.length} track(s), ${result.seconds.toFixed(1)} s`;
+  $("ze-preview-state").textContent = `${result.events.length} event(s): ${result.events.map((e) => `${e.type} (${e.zone_id})`).join(", ")} · ${result.tracks.length} track(s), ${result.seconds.toFixed(1)} s`;
   draw();
+}
+
+async function preview(request) {
+  const state = $("ze-preview-state");
+  state.textContent = S.previewing;
+  const r = await fetch(`/api/v1/nodes/${encodeURIComponent(boot.node)}/${request.path}`, request.init);
+  const result = await r.json();
+  if (!r.ok) {
+    state.textContent = String(result.detail);
+    return;
+  }
+  showPreview(result);
+}
+
+$("ze-preview").addEventListener("click", () => {
+  const file = $("ze-clip").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("clip", file);
+  form.append("camera", JSON.stringify(cam));
+  preview({ path: "preview", init: { method: "POST", body: form, headers: WRITE_HEADERS } });
+});
+
+$("ze-preview-recent").addEventListener("click", () => {
+  const body = JSON.stringify({ camera: cam, seconds: 60 });
+  const headers = { "Content-Type": "application/json", ...WRITE_HEADERS };
+  preview({ path: "preview/recent", init: { method: "POST", body, headers } });
 });
 
 draw();
