@@ -290,7 +290,7 @@ function field(rule, name, p, schema, required) {
   }
   if (p.type !== "boolean") {
     const value = rule[name];
-    if (value !== undefined) input.value = Array.isArray(value) && input.tagName === "INPUT" ? value.join(", ") : typeof value === "object" ? JSON.stringify(value) : value;
+    if (value !== undefined && value !== null) input.value = Array.isArray(value) && input.tagName === "INPUT" ? value.join(", ") : typeof value === "object" ? JSON.stringify(value) : value;
     if (value === undefined && p.default !== undefined && input.tagName === "INPUT" && !Array.isArray(p.default)) input.placeholder = p.default ?? "";
   }
   input.addEventListener("change", () => {
