@@ -22,7 +22,7 @@ class RecordingConfig(Strict):
     )
     max_bytes: int = Field(
         default=8 * 1024**3,
-        ge=16 * 1024**2,
+        ge=1024**2,
         le=16 * 1024**4,
         description="Disk budget of all cameras' segments together; the oldest segments are deleted first.",
     )

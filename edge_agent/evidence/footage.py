@@ -96,11 +96,18 @@ class FootageStore:
     def used_bytes(self) -> int:
         return sum(s.size for s in self.segments())
 
-    def enforce_budget(self) -> int:
-        """Delete the oldest segments (any camera) until the total fits ``max_bytes``; returns how many."""
+    def admit(self, part: Path, final: Path) -> Path:
+        """Make room for a finished segment (oldest deleted first), then give it its name: the segments on disk
+        never exceed ``max_bytes``, not even for a moment."""
+        self.enforce_budget(incoming=part.stat().st_size)
+        part.replace(final)
+        return final
+
+    def enforce_budget(self, incoming: int = 0) -> int:
+        """Delete the oldest segments (any camera) until they and ``incoming`` bytes fit ``max_bytes``."""
         with self.lock:
             segments = self.segments()
-            total = sum(s.size for s in segments)
+            total = sum(s.size for s in segments) + incoming
             removed = 0
             for seg in segments:
                 if total <= self.max_bytes:
@@ -170,7 +177,10 @@ def ffmpeg_binary() -> str:
 class _SegmentWriter:
     """One segment being encoded: raw BGR frames into ``ffmpeg`` (H.264, keyframe every second)."""
 
-    def __init__(self, folder: Path, start: datetime, size: tuple[int, int], cfg: RecordingConfig) -> None:
+    def __init__(
+        self, store: FootageStore, folder: Path, start: datetime, size: tuple[int, int], cfg: RecordingConfig
+    ) -> None:
+        self.store = store
         self.start = start
         self.frames = 0
         self.fps = cfg.fps
@@ -212,9 +222,7 @@ class _SegmentWriter:
             self.part.unlink(missing_ok=True)
             return None
         end_ms = _ms(self.start) + round(self.frames / self.fps * 1000)
-        final = self.part.with_name(f"{_ms(self.start)}-{end_ms}.mp4")
-        self.part.replace(final)
-        return final
+        return self.store.admit(self.part, self.part.with_name(f"{_ms(self.start)}-{end_ms}.mp4"))
 
 
 @dataclass
@@ -306,7 +314,11 @@ class CameraRecorder:
             start_wall, start_mono = self._carry or (self._wall(), now)
             self._carry = None
             writer = self._writer = _SegmentWriter(
-                self._store.camera_dir(self.camera_id), start_wall, (frame.width, frame.height), self._cfg
+                self._store,
+                self._store.camera_dir(self.camera_id),
+                start_wall,
+                (frame.width, frame.height),
+                self._cfg,
             )
             writer.start_mono = start_mono
         # Video time must stay wall time: a tick that came late repeats the frame for the slots it missed.
@@ -337,7 +349,6 @@ class CameraRecorder:
             self.stats.failures += 1
         else:
             self.stats.segments += 1
-            self._store.enforce_budget()
 
     def _abort(self) -> None:
         writer, self._writer = self._writer, None

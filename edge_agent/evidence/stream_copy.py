@@ -131,7 +131,6 @@ class StreamCopyRecorder:
                 path.unlink(missing_ok=True)
                 continue
             start_ms = end_ms - round(duration * 1000)
-            path.replace(folder / f"{start_ms}-{end_ms}.mp4")
+            self._store.admit(path, folder / f"{start_ms}-{end_ms}.mp4")
             self.stats.segments += 1
-            self._store.enforce_budget()
         return len(lines)

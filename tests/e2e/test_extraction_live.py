@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CAMERA = "omotesando-01"
 FPS = 5
+BUDGET = 1_500_000  # about 20 s of this clip at 640 px, 5 fps: the replay outgrows it within a minute
 SHOTS = Path(os.environ["UI_SCREENSHOT_DIR"]) if os.environ.get("UI_SCREENSHOT_DIR") else None
 
 
@@ -56,6 +58,7 @@ def recording_agent(tmp_path: Path) -> Iterator[tuple[str, httpx.Client, str, Pa
                 "segment_s": 4,
                 "fps": FPS,
                 "max_width": 640,
+                "max_bytes": BUDGET,
             },
             "cameras": [
                 {"id": CAMERA, "source": str(TOKYO), "realtime": True, "loop": True, "detect_fps": 1}
@@ -111,6 +114,19 @@ def test_an_officer_gets_ten_seconds_of_a_camera_and_nothing_outside_the_retenti
         return (last - first) / 1000.0
 
     wait_until(lambda: recorded_s() >= 16, timeout_s=180, interval_s=1, message="16 s of footage recorded")
+    first = min(p.name for p in segments.glob("*.mp4"))
+
+    def oldest_deleted() -> bool:
+        names = [p.name for p in segments.glob("*.mp4")]
+        return bool(names) and min(names) != first
+
+    # the long replay: the recording outgrows its budget and the oldest segments go, the total stays within it
+    wait_until(
+        oldest_deleted, timeout_s=240, interval_s=1, message="the oldest segment deleted for the budget"
+    )
+    for _ in range(10):
+        assert sum(p.stat().st_size for p in segments.glob("*.mp4")) <= BUDGET
+        time.sleep(1)
     cameras = {
         c["camera_id"]
         for n in admin.get("/api/v1/fleet").json()

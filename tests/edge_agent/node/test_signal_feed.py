@@ -95,3 +95,42 @@ def test_invalid_messages_are_counted_and_change_nothing(topic: str, payload: by
     feeds.bind("cam-1", {"light": target})
     assert not feeds.handle(topic, payload)
     assert feeds.stats.invalid == 1 and target.state(0.1) is SignalState.UNKNOWN
+
+
+class FakeClient:
+    """Records what SignalFeeds asks of paho: subscriptions and callbacks."""
+
+    def __init__(self) -> None:
+        self.on_connect = None
+        self.on_disconnect = None
+        self.subscribed: list[str] = []
+        self.unsubscribed: list[str] = []
+        self.callbacks: dict[str, object] = {}
+
+    def subscribe(self, topic: str, qos: int = 0) -> None:
+        self.subscribed.append(topic)
+
+    def unsubscribe(self, topic: str) -> None:
+        self.unsubscribed.append(topic)
+
+    def message_callback_add(self, topic: str, callback: object) -> None:
+        self.callbacks[topic] = callback
+
+
+class Ok:
+    is_failure = False
+
+
+def test_subscriptions_follow_the_config_and_are_renewed_at_each_connect() -> None:
+    client = FakeClient()
+    feeds = SignalFeeds(TOPICS)
+    feeds.set_feeds({"ctl-7"})
+    feeds.attach(client)  # type: ignore[arg-type]
+    assert client.subscribed == [] and TOPICS.all_signals() in client.callbacks  # nothing before the connect
+    client.on_connect(client, None, None, Ok(), None)  # type: ignore[misc]
+    assert client.subscribed == [TOPICS.signal("ctl-7")]
+    feeds.set_feeds({"ctl-8"})  # a remote config changed the feeds
+    assert client.subscribed[-1] == TOPICS.signal("ctl-8") and client.unsubscribed == [TOPICS.signal("ctl-7")]
+    client.on_disconnect(client, None, None, Ok(), None)  # type: ignore[misc]
+    client.on_connect(client, None, None, Ok(), None)  # type: ignore[misc]
+    assert client.subscribed[-1] == TOPICS.signal("ctl-8") and len(client.subscribed) == 3
