@@ -156,6 +156,23 @@ def test_operator_draws_on_the_live_frame_pushes_and_rolls_back(
         click_at(page, 0.60, 0.70)
         click_at(page, 0.50, 0.60)
         expect(page.locator("#ze-svg polyline[data-id='line-1']")).to_have_count(1)
+        # the lane direction of the selected zone (zone-1): two clicks along the allowed travel, here leftwards
+        page.locator("#ze-shapes input[value='zone-1']").click()
+        page.get_by_role("button", name="Lane direction").click()
+        click_at(page, 0.90, 0.80)
+        click_at(page, 0.80, 0.80)
+        expect(
+            page.locator("#ze-shapes [data-kind='zones']").nth(1).locator("input[type=number]")
+        ).to_have_value("180")
+        # a signal head box (two corners) and the four ground points
+        page.get_by_role("button", name="Signal head").click()
+        click_at(page, 0.47, 0.30)
+        click_at(page, 0.50, 0.38)
+        expect(page.locator("#ze-svg rect.signal")).to_have_count(1)
+        page.get_by_role("button", name="Ground points").click()
+        for x, y in ((0.35, 0.95), (0.65, 0.95), (0.55, 0.60), (0.45, 0.60)):
+            click_at(page, x, y)
+        expect(page.locator("#ze-svg circle.ground")).to_have_count(4)
 
         page.locator("#ze-rule-type").select_option("illegal_stopping")
         page.get_by_role("button", name="Add rule").click()
@@ -205,6 +222,12 @@ def test_operator_draws_on_the_live_frame_pushes_and_rolls_back(
         for (x, y), (ex, ey) in zip(cam["zones"][1]["polygon"], zone, strict=True):
             assert abs(x - ex) < 0.01 and abs(y - ey) < 0.01
         assert cam["lines"][0]["id"] == "line-1" and cam["lines"][0]["direction"] == 90
+        assert cam["zones"][1]["direction"] == 180
+        assert cam["signals"][0]["id"] == "signal-1" and cam["signals"][0]["source"] == "colour"
+        (sx1, sy1), (sx2, sy2) = cam["signals"][0]["roi"]
+        for got, want in ((sx1, 0.47), (sy1, 0.30), (sx2, 0.50), (sy2, 0.38)):
+            assert abs(got - want) < 0.01
+        assert len(cam["ground_plane"]["image"]) == 4 and cam["ground_plane"]["world"][2] == [3.5, 10.0]
         assert cam["rules"][1] == {**cam["rules"][1], "zone": "zone-1", "min_dwell_s": 3.0}
         assert cam["rules"][1]["classes"] == ["car", "motorcycle"]
 
