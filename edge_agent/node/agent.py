@@ -68,6 +68,7 @@ class Agent:
         self.encoder = ClipEncoder()  # one background H.264 encoder shared by the cameras
         self.errors: list[str] = []
         self.started = time.monotonic()
+        self.probe: Probe | None = None  # made in run(); a model update updates what it reports
         self.worker: threading.Thread | None = None  # the detector loop's thread (/healthz, systemd watchdog)
         self.last_event_at: datetime | None = None  # latest event spooled (status file, metrics)
         self._config_lock = threading.Lock()
@@ -165,6 +166,8 @@ class Agent:
         self.publisher.heartbeats.model = self.model_ref
         self.publisher.session.model = self.model_ref
         self.publisher.session.announce()
+        if self.probe is not None:  # status.json and /metrics name the running model too
+            self.probe.sources = dataclasses.replace(self.probe.sources, model=self.model_ref)
 
     def _swap_config(self) -> None:
         """Detector thread: rebuild the pipelines of cameras whose config changed; others get the new version."""
@@ -254,9 +257,8 @@ class Agent:
         worker.start()
         self.worker = worker
         # /metrics, /healthz, status.json, systemd READY/WATCHDOG: all read one Probe over this agent's live objects
-        health = HealthServices(
-            Probe(self.live_sources(), camera_down_s=self.cfg.state.camera_down_s), self.cfg
-        )
+        self.probe = Probe(self.live_sources(), camera_down_s=self.cfg.state.camera_down_s)
+        health = HealthServices(self.probe, self.cfg)
         health.start()
         log.info(
             "agent %s running %d camera(s) with %s (%s), batches of up to %d",
