@@ -116,6 +116,34 @@ ZONE_MESSAGES: Final[dict[str, dict[str, str]]] = {
 }
 
 
+# Vietnamese help of the rule fields most rules share (the English help is the pydantic description itself,
+# so it cannot drift from the code); a field not listed here shows the English description.
+FIELD_HELP_VI: Final[dict[str, str]] = {
+    "id": "Mã quy tắc, không trùng trong camera.",
+    "schedule": "Thời gian quy tắc có hiệu lực (mặc định: luôn luôn).",
+    "end_grace_s": "Số giây đối tượng có thể không được thấy trước khi sự kiện kết thúc.",
+    "cooldown_s": "Sau khi sự kiện kết thúc, số giây trước khi có thể báo lại.",
+    "classes": "Tên lớp của bộ nhận dạng mà quy tắc áp dụng (phân tách bằng dấu phẩy).",
+    "zone": "Mã vùng mà quy tắc theo dõi.",
+    "riders": "Người di chuyển nhanh được tính như xe máy.",
+    "inertia_frames": "Số khung hình liên tiếp cần để vào hoặc rời vùng (chống rung).",
+    "update_interval_s": "Trong khi sự kiện kéo dài, gửi cập nhật sau mỗi khoảng này (giây; 0: không gửi).",
+    "min_duration_s": "Số giây tình trạng phải kéo dài trước khi báo sự kiện.",
+    "min_frames": "Số lần ước lượng vượt ngưỡng liên tiếp cần trước khi báo sự kiện.",
+    "min_dwell_s": "Số giây đứng yên trước khi báo vi phạm.",
+    "max_radius": "Khoảng xê dịch tối đa (tỉ lệ theo chiều rộng khung hình) vẫn được coi là đứng yên.",
+    "grace_s": "Số giây trên vỉa hè trước khi báo sự kiện.",
+    "min_distance": "Quãng đường (tỉ lệ theo chiều rộng khung hình) đi ngược chiều trước khi báo sự kiện.",
+    "line": "Mã vạch dừng.",
+    "signal": "Mã đèn tín hiệu điều khiển vạch này.",
+    "limit_kmh": "Tốc độ giới hạn, km/h.",
+    "tolerance_kmh": "Chỉ báo khi tốc độ vượt giới hạn + dung sai.",
+    "max_riders": "Số người được phép trên một xe (Việt Nam: 2); nhiều hơn sẽ bị báo.",
+    "min_persons": "Số người tạo thành một nhóm tụ tập.",
+    "radius": "Các thành viên nằm trong bán kính này (tính theo chiều cao người) quanh tâm nhóm.",
+}
+
+
 def register() -> None:
     for lang, strings in ZONE_MESSAGES.items():
         MESSAGES.setdefault(lang, {}).update(strings)

@@ -32,6 +32,7 @@ from central.fleet.enrollment import FleetError
 from central.fleet.history import history, rollback
 from central.fleet.preview import MAX_SECONDS, PreviewError, PreviewUnavailable, run_preview
 from central.fleet.service import Fleet
+from central.i18n import choose_language, translate
 from central.security import csrf_token, csrf_valid
 from edge_agent.rules.ruleconfig import RuleConfig
 from edge_agent.rules.sceneconfig import LineConfig, ZoneConfig
@@ -141,8 +142,8 @@ def zones_page(
     row = latest_config(db, node_id)
     cameras = [c["id"] for c in row.config.get("cameras", [])] if row is not None else []
     chosen = camera if camera in cameras else (cameras[0] if cameras else None)
-    lang = request.session.get("lang", "en")
-    strings = i18n_zones.ZONE_MESSAGES.get(lang if isinstance(lang, str) else "en", {})
+    lang = choose_language(request.session, request.query_params.get("lang"))
+    strings = i18n_zones.ZONE_MESSAGES.get(lang, {})
     context = {
         "node": node,
         "state": config_state(node).value,
@@ -158,6 +159,8 @@ def zones_page(
                 "schemas": {"rules": rule_schemas()},
                 "csrf": csrf_token(request.session),
                 "strings": {**i18n_zones.ZONE_MESSAGES["en"], **strings},
+                "field_help": i18n_zones.FIELD_HELP_VI if lang == "vi" else {},
+                "rule_names": {t: translate(lang, t) for t in rule_schemas()},
             }
         ),
     }

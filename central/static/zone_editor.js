@@ -306,7 +306,8 @@ function field(rule, name, p, schema, required) {
     else rule[name] = input.value;
     setError(input, error);
   });
-  label.append(input, html("small", { class: "help" }, p.description || ""), html("span", { class: "field-error", role: "alert" }));
+  const help = (boot.field_help || {})[name] || p.description || "";
+  label.append(input, html("small", { class: "help" }, help), html("span", { class: "field-error", role: "alert" }));
   return label;
 }
 
@@ -316,7 +317,7 @@ function renderRules() {
   cam.rules.forEach((rule, i) => {
     const schema = schemas[rule.type];
     const card = html("fieldset", { class: "ze-rule", "data-rule": i });
-    card.append(html("legend", {}, `${rule.type} · ${rule.id}`));
+    card.append(html("legend", {}, `${(boot.rule_names || {})[rule.type] || rule.type} · ${rule.id}`));
     if (schema.description) card.append(html("small", { class: "help" }, schema.description));
     const required = new Set(schema.required || []);
     for (const [name, raw] of Object.entries(schema.properties)) {
@@ -331,7 +332,7 @@ function renderRules() {
 }
 
 const typeSelect = $("ze-rule-type");
-typeSelect.append(...Object.keys(schemas).map((t) => html("option", { value: t }, t)));
+typeSelect.append(...Object.keys(schemas).map((t) => html("option", { value: t }, (boot.rule_names || {})[t] || t)));
 $("ze-add-rule").addEventListener("click", () => {
   const type = typeSelect.value;
   const rule = { id: `${type.replace(/_/g, "-")}-${cam.rules.length + 1}`, type };

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -132,4 +133,12 @@ def test_zone_editor_page_embeds_the_config_and_schemas(admin: TestClient, node_
     page = admin.get(f"/nodes/{node_id}/zones?lang=vi")
     assert page.status_code == 200
     assert 'id="ze-boot"' in page.text and "Lấy khung hình trực tiếp" in page.text
+    boot = json.loads(
+        page.text.split('<script id="ze-boot" type="application/json">')[1].split("</script>")[0]
+    )
+    assert boot["rule_names"]["illegal_stopping"] == "Dừng đỗ sai quy định"
+    assert boot["field_help"]["min_dwell_s"] == "Số giây đứng yên trước khi báo vi phạm."
+    assert boot["config"]["cameras"][0]["id"] == "cam-1" and boot["csrf"]
+    english = admin.get(f"/nodes/{node_id}/zones?lang=en").text
+    assert '"field_help": {}' in english and '"illegal_stopping": "Illegal stopping"' in english
     assert "/static/zone_editor.js" in page.text
