@@ -156,8 +156,11 @@ class CommandRunner:
     def _check(self, cmd: Command) -> str | None:
         if cmd.node_id != self.node_id:
             return f"node_id: command is for {cmd.node_id!r}, this is {self.node_id!r}"
-        if cmd.expires_at <= self._clock():
-            return f"expired at {cmd.expires_at.isoformat()}"
+        now = self._clock()
+        if cmd.expires_at <= now:
+            # The node's clock is named too: a box without a real-time clock that is far ahead refuses every
+            # command as expired, and this is where a technician sees why.
+            return f"expired at {cmd.expires_at.isoformat()} (node clock {now.isoformat()})"
         handler = self._handlers.get(cmd.name)
         if handler is None:
             known = ", ".join(self.names) or "none"

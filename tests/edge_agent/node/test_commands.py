@@ -68,7 +68,7 @@ def test_a_valid_command_reports_progress_then_ok_with_the_typed_result() -> Non
         (lambda: command(node_id="node-2"), "node_id: command is for 'node-2', this is 'node-1'"),
         (
             lambda: command(issued_at=NOW - timedelta(hours=2), expires_at=NOW - timedelta(hours=1)),
-            "expired at",
+            "expired at 2026-12-06T11:00:00+00:00 (node clock 2026-12-06T12:00:00+00:00)",
         ),
         (lambda: command(args={"quality": 5}), "args: quality: Input should be greater than or equal to 30"),
         (lambda: command(args={"colour": True}), "args: colour: Extra inputs are not permitted"),
