@@ -110,6 +110,12 @@ def load_config(path: Path) -> AgentConfig:
         cfg = cfg.model_copy(
             update={"state": cfg.state.model_copy(update={"dir": (base / cfg.state.dir).resolve()})}
         )
+    if cfg.recording.dir is not None and not cfg.recording.dir.is_absolute():
+        cfg = cfg.model_copy(
+            update={
+                "recording": cfg.recording.model_copy(update={"dir": (base / cfg.recording.dir).resolve()})
+            }
+        )
     return cfg.model_copy(update={"model": model, "cameras": cameras, "evidence_dir": evidence_dir})
 
 

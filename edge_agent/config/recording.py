@@ -18,7 +18,9 @@ class RecordingConfig(Strict):
 
     enabled: bool = Field(default=False, description="Record every camera continuously (needs ffmpeg).")
     dir: Path | None = Field(
-        default=None, description="Folder of the segments. None: 'recordings' beside the evidence folder."
+        default=None,
+        description="Folder of the segments (relative: to the config file's folder). None: 'recordings' beside "
+        "the evidence folder.",
     )
     max_bytes: int = Field(
         default=8 * 1024**3,
