@@ -479,7 +479,10 @@ class SnapshotArgs(_Strict):
         default_factory=list, max_length=64, description="Camera ids; empty means every camera of the node."
     )
     max_age_s: float = Field(
-        default=5.0, gt=0.0, le=300.0, description="Frames older than this count as no frame (camera down)."
+        default=10.0,
+        gt=0.0,
+        le=300.0,
+        description="Frames older than this count as no frame (camera down); 10 s like the capture stall watchdog.",
     )
     quality: int = Field(default=90, ge=30, le=100, description="JPEG quality.")
 

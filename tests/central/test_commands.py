@@ -81,7 +81,7 @@ def test_send_publishes_a_valid_command_and_audits_it(
     assert topic == TOPICS.cmd(node_id)
     assert str(cmd.request_id) == out["request_id"] and cmd.args == {
         "cameras": ["c1"],
-        "max_age_s": 5.0,
+        "max_age_s": 10.0,
         "quality": 90,
     }
     assert (cmd.expires_at - cmd.issued_at) == timedelta(seconds=30)
