@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -74,3 +75,27 @@ def test_assigning_to_an_unknown_node_says_so_per_node(admin: TestClient, model_
         {"node_id": "ghost", "request_id": None, "state": "refused", "error": "no node ghost"}
     ]
     assert admin.post("/api/v1/models/" + "0" * 64 + "/assign", json={"nodes": ["x"]}).status_code == 404
+
+
+def test_the_models_page_uploads_and_assigns_with_its_forms(admin: TestClient, model_bytes: bytes) -> None:
+    page = admin.get("/models")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    refused = admin.post(
+        "/models/upload", files={"file": ("x.onnx", b"junk" * 100)}, data={"csrf_token": "nope"}
+    )
+    assert refused.status_code == 403 and admin.get("/api/v1/models").json() == []
+    done = admin.post(
+        "/models/upload",
+        files={"file": (MODEL_320.name, model_bytes)},
+        data={"csrf_token": token[1]},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    sha = hashlib.sha256(model_bytes).hexdigest()
+    bad = admin.post(
+        "/models/upload", files={"file": ("bad.onnx", b"junk" * 100)}, data={"csrf_token": token[1]}
+    )
+    assert bad.status_code == 422 and "onnxruntime cannot load it" in bad.text
+    sent = admin.post(f"/models/{sha}/assign", data={"csrf_token": token[1], "nodes": ["ghost"]})
+    assert sent.status_code == 200 and 'data-node-id="ghost"' in sent.text and "no node ghost" in sent.text
