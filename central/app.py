@@ -29,20 +29,28 @@ from central.api import (
     routes_audit,
     routes_auth,
     routes_cases,
+    routes_commands,
     routes_events,
     routes_evidence,
+    routes_extractions,
+    routes_fleet,
     routes_health,
+    routes_models,
     routes_nodes,
     routes_review,
+    routes_signals,
     routes_stats,
     routes_wards,
     routes_web,
+    routes_zones,
 )
 from central.api.deps import LoginRequiredError, PasswordChangeRequiredError
 from central.context import Central
 from central.db import migrate
 from central.db.session import Database
 from central.evidence import EvidenceStore
+from central.fleet.extractions import register_hooks as register_extraction_hooks
+from central.fleet.health import HeartbeatRecorder
 from central.fleet.service import Fleet
 from central.messaging.broker import EmbeddedBroker
 from central.messaging.client import BrokerAddress
@@ -165,6 +173,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         clock=clock,
     )
     fleet = Fleet(central)  # node enrollment, broker files, remote config (central/fleet)
+    heartbeats = HeartbeatRecorder(db, retention_s=settings.heartbeat_retention_s)
+    central.ingestor.heartbeat_sink = heartbeats.record  # fleet health pages (central/fleet/health.py)
+    register_extraction_hooks(fleet.commands)  # extractions follow their node's extract command
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -214,6 +225,12 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(routes_events.router)
     app.include_router(routes_evidence.router)
     app.include_router(routes_nodes.router)
+    app.include_router(routes_commands.router)
+    app.include_router(routes_zones.router)
+    app.include_router(routes_fleet.router)
+    app.include_router(routes_signals.router)
+    app.include_router(routes_models.router)
+    app.include_router(routes_extractions.router)
     app.include_router(routes_web.router)
     app.include_router(routes_review.router)
     app.include_router(routes_cases.router)

@@ -11,6 +11,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from central.i18n_accounts import ACCOUNT_MESSAGES
+from central.i18n_fleet import FLEET_MESSAGES
 from edge_agent.contract import EventType
 
 DEFAULT_LANG = "en"
@@ -224,6 +225,9 @@ MESSAGES: dict[str, dict[str, str]] = {
 for _lang, _strings in ACCOUNT_MESSAGES.items():
     for _key, _text in _strings.items():
         MESSAGES[_lang].setdefault(_key, _text)
+# The technician pages' strings live in their own module.
+for _lang, _strings in FLEET_MESSAGES.items():
+    MESSAGES[_lang].update(_strings)
 
 # English labels of event types are derived from their ids (illegal_stopping -> "Illegal stopping").
 for _event_type in EventType:

@@ -231,6 +231,32 @@ class Settings(BaseSettings):
             "config is retained on the broker (accepting a config publishes it at once; this is the safety net)."
         ),
     )
+    signal_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            f"Bearer token a traffic-signal controller presents to POST /api/v1/signals/<feed> (at least "
+            f"{MIN_NODE_TOKEN_LENGTH} characters); central relays the state to the nodes over MQTT. Unset: only "
+            "logged-in admins and operators may post signal states."
+        ),
+    )
+    heartbeat_retention_s: int = Field(
+        default=48 * 3600,
+        ge=600,
+        le=90 * 86_400,
+        description=(
+            "How long heartbeats are kept for the node page's charts (older rows are pruned as new ones arrive); "
+            "one row per node per heartbeat (30 s by default), so 48 h is ~5,800 rows per node."
+        ),
+    )
+    heartbeat_stale_s: float = Field(
+        default=90.0,
+        ge=5.0,
+        le=86_400.0,
+        description=(
+            "A node whose status says online but whose last heartbeat is older than this is shown as stale "
+            "(three missed heartbeats at the node's default 30 s)."
+        ),
+    )
 
     @field_validator("admin_password")
     @classmethod
@@ -251,6 +277,13 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError:
             raise ValueError(f"{value!r} is not a rate limit like '10/15 minutes'") from None
+        return value
+
+    @field_validator("signal_token")
+    @classmethod
+    def _long_signal_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_NODE_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_NODE_TOKEN_LENGTH} characters")
         return value
 
     @field_validator("secret_key")

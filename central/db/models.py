@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -327,6 +328,37 @@ class NodeConfigRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(json_type())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(ID_LEN))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True, doc="Why this version (e.g. a rollback).")
+    rollback_of: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="The older version this one re-publishes, for a rollback."
+    )
+
+
+class NodeCommandRow(Base):
+    """One command sent to a node and where it stands (``central.fleet.commands``)."""
+
+    __tablename__ = "node_commands"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('sent', 'progress', 'ok', 'refused', 'failed', 'timeout', 'unsent')", name="state"
+        ),
+        Index("ix_node_commands_node_created", "node_id", "created_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.node_id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]] = mapped_column(json_type())
+    state: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(json_type(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(ID_LEN))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class EnrollmentTokenRow(Base):
@@ -341,6 +373,89 @@ class EnrollmentTokenRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     node_id: Mapped[str | None] = mapped_column(String(ID_LEN), nullable=True, doc="Node it enrolled.")
+
+
+class NodeHealthRow(Base):
+    """The latest heartbeat of every node heard on the broker, enrolled or not (``central.fleet.health``).
+
+    One row per node, in the database rather than only in the ingest worker's memory, so that every API
+    replica shows the same fleet page and a node that was heard but never enrolled can be found and enrolled.
+    """
+
+    __tablename__ = "node_health"
+
+    node_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), doc="When central first heard the node.")
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), doc="When the node measured (its clock).")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), doc="When central received it.")
+    heartbeat: Mapped[dict[str, Any]] = mapped_column(json_type(), doc="The Heartbeat as JSON.")
+
+
+class NodeHeartbeatRow(Base):
+    """Heartbeat history for the node page's charts; pruned to ``heartbeat_retention_s`` (bounded)."""
+
+    __tablename__ = "node_heartbeats"
+    __table_args__ = (Index("ix_node_heartbeats_node_at", "node_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    node_id: Mapped[str] = mapped_column(String(ID_LEN))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat: Mapped[dict[str, Any]] = mapped_column(json_type())
+
+
+class DetectorModelRow(Base):
+    """An ONNX detector an admin uploaded: checked to load, addressed by its SHA-256 (``central.fleet.models``)."""
+
+    __tablename__ = "detector_models"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigInteger)
+    input_width: Mapped[int] = mapped_column(Integer)
+    input_height: Mapped[int] = mapped_column(Integer)
+    classes: Mapped[list[str]] = mapped_column(json_type())
+    path: Mapped[str] = mapped_column(String(255), doc="Relative to <data_dir>/models.")
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    uploaded_by: Mapped[str] = mapped_column(String(ID_LEN))
+
+
+class ExtractionState(StrEnum):
+    """Where a footage request stands (issue 10, item 6)."""
+
+    REQUESTED = "requested"
+    RECORDING_FOUND = "recording-found"
+    UPLOADING = "uploading"
+    READY = "ready"
+    NOT_AVAILABLE = "not-available"
+    FAILED = "failed"
+
+
+class ExtractionRow(Base):
+    """An officer's request for a camera's footage over a time range, and the clip it produced."""
+
+    __tablename__ = "extractions"
+    __table_args__ = (
+        CheckConstraint(_in("state", ExtractionState), name="state"),
+        Index("ix_extractions_camera_requested", "camera_id", "requested_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(ID_LEN))
+    camera_id: Mapped[str] = mapped_column(String(ID_LEN))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(ID_LEN))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(36), nullable=True, doc="The extract command.")
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, doc="The clip (evidence store).")
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    recorded_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    recorded_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AppendOnlyError(RuntimeError):

@@ -30,6 +30,7 @@ from sqlalchemy import or_, select
 
 from central.context import Central
 from central.db.models import NodeConfigRow, NodeRow
+from central.fleet.commands import CommandCenter
 from central.fleet.configs import Recorded, record_applied
 from central.messaging.broker_auth import (
     BrokerFiles,
@@ -71,6 +72,7 @@ class Fleet:
         if s.broker_password_file is not None and s.broker_acl_file is not None:
             self.broker_files = BrokerFiles(s.broker_password_file, s.broker_acl_file, s.broker_pid_file)
         self.link: MqttClient | None = None
+        self.commands = CommandCenter(central, lambda: self.link)
         self.stats = FleetStats()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -93,6 +95,11 @@ class Fleet:
                 self.central.topics.config_applied("+"),
                 QOS,
                 lambda message: self.handle_applied(message.topic, bytes(message.payload)),
+            )
+            self.link.subscribe(
+                self.central.topics.all_cmd_results(),
+                QOS,
+                lambda message: self.commands.handle_result(message.topic, bytes(message.payload)),
             )
             self.link.start()
         self._stop.clear()
@@ -129,6 +136,7 @@ class Fleet:
                 if self.broker_files is not None:
                     self.sync_broker()
                 self.publish_pending()
+                self.commands.expire_overdue()
             except Exception:  # the database may be down; try again next round
                 log.exception("fleet sync failed")
 

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from central.db.models import DeadLetterRow, EventRow, NodeStatusRow, ReviewStatus
 from central.db.session import Database
 from central.db.wards import CameraRow, EventEvidenceRow, EventHistoryRow
-from edge_agent.contract import Event, EvidenceRef, Heartbeat, NodeStatus, Phase, Topics, utcnow
+from edge_agent.contract import Event, EvidenceRef, Heartbeat, NodeState, NodeStatus, Phase, Topics, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,8 @@ class Ingestor:
         self._clock = clock
         self.counters = counters or IngestCounters()
         self.nodes = NodeHealth()
+        # Set by the app: stores each newer heartbeat for the fleet pages (central.fleet.health); never raises.
+        self.heartbeat_sink: Callable[[Heartbeat, datetime], object] | None = None
 
     def ingest(self, topic: str, payload: bytes) -> IngestResult:
         """Apply one message; bad input becomes a dead letter, infrastructure errors propagate."""
@@ -233,7 +235,11 @@ class Ingestor:
         if beat.node_id != node:
             reason = f"node_id {beat.node_id!r} does not match topic node {node!r}"
             return self._count("heartbeat", self.dead_letter(topic, payload, reason))
-        return self._count("heartbeat", self.nodes.observe(beat, self._clock()))
+        received_at = self._clock()
+        result = self.nodes.observe(beat, received_at)
+        if self.heartbeat_sink is not None and result in (IngestResult.INSERTED, IngestResult.UPDATED):
+            self.heartbeat_sink(beat, received_at)
+        return self._count("heartbeat", result)
 
     def _count(self, kind: str, result: IngestResult) -> IngestResult:
         self.counters.add(kind, result)
@@ -337,14 +343,14 @@ class Ingestor:
                 row = NodeStatusRow(node_id=status.node_id)
                 session.add(row)
                 result = IngestResult.INSERTED
-            elif status.at < row.at:
+            elif status.at < row.at and not _is_last_will(status, row):
                 return IngestResult.STALE
             elif status.at == row.at and status.state.value == row.state:
                 return IngestResult.DUPLICATE
             else:
                 result = IngestResult.UPDATED
             row.state = status.state.value
-            row.at = status.at
+            row.at = status.at if result is IngestResult.INSERTED else max(row.at, status.at)
             row.software = status.software
             row.model_name = status.model.name if status.model else None
             row.model_sha256 = status.model.sha256 if status.model else None
@@ -469,6 +475,17 @@ def labels_of(objects: list[dict[str, Any]]) -> str:
     """``",car,truck,"`` for the queue's class filter (``LIKE '%,car,%'``)."""
     names = sorted({str(obj["label"]) for obj in objects if obj.get("label")})
     return ("," + ",".join(names) + ",")[:255] if names else ""
+
+
+def _is_last_will(status: NodeStatus, row: NodeStatusRow) -> bool:
+    """An ``offline`` after an ``online``, however old its time: the Last Will.
+
+    A node registers its Will when it connects, so the Will's time is *before* the ``online`` status it publishes
+    right after; the broker delivers the Will later (QoS 1, in order per topic, and retained statuses are only
+    ever the latest), so arriving after the ``online`` means it is newer. Its time is not used for ordering (the
+    row keeps the newer one), so a later ``online`` still applies.
+    """
+    return status.state is NodeState.OFFLINE and row.state == NodeState.ONLINE.value
 
 
 def _storable_text(text: str) -> str:

@@ -23,6 +23,7 @@ from edge_agent.config.node import (
     SchedulerConfig,
     StateConfig,
 )
+from edge_agent.config.recording import RecordingConfig
 from edge_agent.contract import DEFAULT_TOPIC_PREFIX, Identifier
 
 
@@ -53,6 +54,9 @@ class AgentConfig(Strict):
     )
     state: StateConfig = Field(
         default_factory=StateConfig, description="Status file for `streetwatch-agent status`."
+    )
+    recording: RecordingConfig = Field(
+        default_factory=RecordingConfig, description="Rolling footage per camera, for extraction requests."
     )
 
     @model_validator(mode="after")
@@ -100,6 +104,12 @@ def load_config(path: Path) -> AgentConfig:
     if cfg.state.dir is not None and not cfg.state.dir.is_absolute():
         cfg = cfg.model_copy(
             update={"state": cfg.state.model_copy(update={"dir": (base / cfg.state.dir).resolve()})}
+        )
+    if cfg.recording.dir is not None and not cfg.recording.dir.is_absolute():
+        cfg = cfg.model_copy(
+            update={
+                "recording": cfg.recording.model_copy(update={"dir": (base / cfg.recording.dir).resolve()})
+            }
         )
     return cfg.model_copy(update={"model": model, "cameras": cameras, "evidence_dir": evidence_dir})
 

@@ -65,6 +65,7 @@ class CameraSample:
     decode_errors: int
     inference_ms_p50: float | None = None
     inference_ms_p95: float | None = None
+    reconnects: int = 0
 
 
 def cpu_temperature(root: Path = THERMAL_ROOT) -> float | None:
@@ -113,7 +114,7 @@ class HeartbeatBuilder:
         model: ModelRef | None = None,
     ) -> None:
         self.node_id = node_id
-        self.model = model
+        self.model = model  # replaced by the agent when a model update swaps the detector
         self.software = software
         self.config_version = config_version
         self._cameras = cameras
@@ -167,6 +168,7 @@ class HeartbeatBuilder:
             detect_fps=round(min(detect_fps, 1000.0), 2),
             frames_dropped=sample.dropped,
             decode_errors=sample.decode_errors,
+            reconnects=sample.reconnects,
             inference_ms_p50=sample.inference_ms_p50,
             inference_ms_p95=sample.inference_ms_p95,
         )

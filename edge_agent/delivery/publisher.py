@@ -179,6 +179,11 @@ class Publisher:
         self._wake.set()
 
     @property
+    def http(self) -> httpx.Client:
+        """The HTTP client to central with the node's token (evidence uploads; commands reuse it)."""
+        return self._http
+
+    @property
     def pending(self) -> int:
         """Messages still in the outbox (in flight included)."""
         return self.outbox.depth()

@@ -111,6 +111,11 @@ class MqttSession:
             self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
         self.client.loop_start()
 
+    def announce(self) -> None:
+        """Publish the retained ``online`` status again (the model or config it names changed)."""
+        if self.connected.is_set():
+            self.client.publish(self.topic, self.status(NodeState.ONLINE), qos=1, retain=True)
+
     def say_offline(self, timeout_s: float) -> None:
         """Publish the retained ``offline`` status and wait (bounded) for the broker to take it."""
         info = self.client.publish(self.topic, self.status(NodeState.OFFLINE), qos=1, retain=True)

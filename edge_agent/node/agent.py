@@ -14,14 +14,22 @@ from edge_agent import __version__
 from edge_agent.capture.reader import CameraReader, CaptureSet, ReaderMode
 from edge_agent.capture.scheduler import DetectScheduler
 from edge_agent.config import AgentConfig, CameraConfig
-from edge_agent.contract import Event, ModelRef, utcnow
+from edge_agent.contract import Event, utcnow
 from edge_agent.delivery.heartbeat import CameraSample, LatencyWindow
 from edge_agent.delivery.publisher import Publisher
 from edge_agent.evidence.clips import ClipEncoder, ClipRing
+from edge_agent.evidence.footage import CameraRecorder, FootageStore
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
+from edge_agent.evidence.stream_copy import StreamCopyRecorder
+from edge_agent.node.commands import CommandListener, CommandRunner
+from edge_agent.node.extract_cmd import ExtractCommand
 from edge_agent.node.health import HealthServices
+from edge_agent.node.model_update import ModelUpdate, active_model_path, models_dir
 from edge_agent.node.probe import LiveSources, Probe
+from edge_agent.node.signal_feed import SignalFeeds, feeds_of
+from edge_agent.node.snapshot_cmd import SnapshotCommand, upload_evidence
 from edge_agent.perception.detector.onnx_detector import OnnxDetector
+from edge_agent.perception.detector.slot import Detector, DetectorSlot, ref_of
 from edge_agent.pipeline.camera import CameraPipeline, PipelineStats
 from edge_agent.pipeline.detect_loop import DetectLoop
 from edge_agent.pipeline.events import Context
@@ -84,13 +92,15 @@ class Agent:
     def __init__(self, cfg: AgentConfig, *, realtime: bool | None = None) -> None:
         self.cfg = cfg
         self.stop_event = threading.Event()
-        self.detector = OnnxDetector(cfg.model)
-        self.model_ref = ModelRef(
-            name=self.detector.model_name,
-            sha256=self.detector.model_sha256,
-            backend=self.detector.backend_name,
-            backend_version=self.detector.backend_version,
+        installed = active_model_path(cfg)  # a model a remote update installed survives restarts
+        self.detector: Detector = OnnxDetector(
+            cfg.model
+            if installed is None
+            else cfg.model.model_copy(update={"path": installed, "input_size": None})
         )
+        self.model_ref = ref_of(self.detector)
+        # The loop and the pipelines call the slot, so a model update swaps the detector between two calls.
+        self.slot = DetectorSlot(self.detector)
         # Readers are built (and files checked: CaptureError) here; their threads start in run().
         self.captures = CaptureSet.from_config(cfg.cameras, realtime=realtime)
         lossless = any(r.mode is ReaderMode.LOSSLESS for r in self.captures.readers.values())
@@ -98,7 +108,7 @@ class Agent:
         self.loop = DetectLoop(
             self.captures,
             self.scheduler,
-            self.detector.detect,
+            self.slot.detect,
             self._handle,
             stop=self.stop_event,
             tick=self._tick,
@@ -114,6 +124,7 @@ class Agent:
         self.encoder = ClipEncoder()  # one background H.264 encoder shared by the cameras
         self.errors: list[str] = []
         self.started = time.monotonic()
+        self.probe: Probe | None = None  # made in run(); a model update updates what it reports
         self.worker: threading.Thread | None = None  # the detector loop's thread (/healthz, systemd watchdog)
         self.last_event_at: datetime | None = None  # latest event spooled (status file, metrics)
         self._config_lock = threading.Lock()
@@ -121,6 +132,56 @@ class Agent:
             None  # set by apply_config (paho's thread), swapped in by _handle
         )
         self.restart_requested = False
+        # Commands from central (cmd topic): checked and answered by the runner, run off paho's thread.
+        self.command_listener = CommandListener(self.publisher.topics, cfg.node_id)
+        self.commands = CommandRunner(cfg.node_id, self.command_listener.send)
+        self.commands.register(
+            "snapshot",
+            SnapshotCommand(
+                lambda: self.captures.readers,
+                self.store,
+                lambda file: upload_evidence(self.publisher.http, file),
+            ),
+        )
+        self.command_listener.attach(self.publisher.client, self.commands)
+        self.commands.register(
+            "model",
+            ModelUpdate(
+                self.slot,
+                lambda: self.publisher.http,
+                models_dir(cfg),
+                lambda path: OnnxDetector(cfg.model.model_copy(update={"path": path, "input_size": None})),
+                self._latest_frame,
+                self._model_swapped,
+            ),
+        )
+        # Rolling footage per camera (recording.enabled) and the extract command that cuts it.
+        self.footage: FootageStore | None = None
+        self.recorders: list[CameraRecorder | StreamCopyRecorder] = []
+        if cfg.recording.enabled:
+            self.footage = FootageStore(
+                cfg.recording.dir or cfg.evidence_dir.parent / "recordings", cfg.recording.max_bytes
+            )
+            sources = {c.id: c.source for c in cfg.cameras}
+            for cam_id, reader in self.captures.readers.items():
+                source = str(sources[cam_id])
+                if cfg.recording.stream_copy and source.lower().startswith(("rtsp://", "rtsps://")):
+                    self.recorders.append(StreamCopyRecorder(cam_id, source, self.footage, cfg.recording))
+                else:
+                    self.recorders.append(CameraRecorder(cam_id, reader.latest, self.footage, cfg.recording))
+        self.commands.register(
+            "extract",
+            ExtractCommand(
+                self.footage,
+                lambda: list(self.captures.readers),
+                self.store,
+                lambda file: upload_evidence(self.publisher.http, file),
+            ),
+        )
+        # Controller messages for `source: external` signals (<prefix>/signals/<feed>), routed to the pipelines.
+        self.signal_feeds = SignalFeeds(self.publisher.topics)
+        self.signal_feeds.set_feeds(feeds_of(cfg))
+        self.signal_feeds.attach(self.publisher.client)
 
     # Camera fields read once by the capture readers and the scheduler: a change needs a restart.
     _RESTART_FIELDS = ("source", "evidence_source", "realtime", "loop", "detect_fps", "capture", "motion")
@@ -143,10 +204,26 @@ class Agent:
             self._next_cfg = new
         self.publisher.heartbeats.config_version = new.config_version
         self.publisher.session.cfg = new  # the retained status reports the new version at the next connect
+        self.signal_feeds.set_feeds(feeds_of(new))
         if restart:
             log.warning("config %d changes the cameras or how they are read: restarting", new.config_version)
             self.restart_requested = True
             self.stop_event.set()
+
+    def _latest_frame(self) -> Frame | None:
+        """The newest frame of any camera (a model update's trial run)."""
+        frames = [f for f in (r.latest() for r in self.captures.readers.values()) if f is not None]
+        return max(frames, key=lambda f: f.mono) if frames else None
+
+    def _model_swapped(self, detector: Detector) -> None:
+        """A model update swapped the detector (or rolled it back): status and heartbeats say so at once."""
+        self.detector = detector
+        self.model_ref = ref_of(detector)
+        self.publisher.heartbeats.model = self.model_ref
+        self.publisher.session.model = self.model_ref
+        self.publisher.session.announce()
+        if self.probe is not None:  # status.json and /metrics name the running model too
+            self.probe.sources = dataclasses.replace(self.probe.sources, model=self.model_ref)
 
     def _swap_config(self) -> None:
         """Detector thread: rebuild the pipelines of cameras whose config changed; others get the new version."""
@@ -178,7 +255,7 @@ class Agent:
             pipeline = CameraPipeline(
                 cam,
                 (frame.width, frame.height),
-                self.detector.detect,
+                self.slot.detect,
                 ctx,
                 self.store,
                 self._submit,
@@ -187,6 +264,9 @@ class Agent:
                 ring=self.rings.get(camera_id),
             )
             self.pipelines[camera_id] = pipeline
+            self.signal_feeds.bind(camera_id, pipeline.signals)
+        if pipeline.builder.ctx.model != self.slot.last_ref:  # a model update: events name the model that ran
+            pipeline.builder.ctx = dataclasses.replace(pipeline.builder.ctx, model=self.slot.last_ref)
         self.latency[camera_id].record(detect_ms)
         self._last_frames[camera_id] = frame
         pipeline.process_detections(frame, dets, detect_ms)
@@ -230,6 +310,7 @@ class Agent:
                     detected=pipeline.stats.frames_detected if pipeline else 0,
                     dropped=s.unseen + s.decode_errors + sum(dropped.values()),
                     decode_errors=s.decode_errors,
+                    reconnects=s.reconnects,
                     inference_ms_p50=window.percentile(50),
                     inference_ms_p95=window.percentile(95),
                 )
@@ -240,13 +321,14 @@ class Agent:
         """Run until every source ends (files without loop) or ``stop_event`` is set. Returns an exit code."""
         self.publisher.start()
         self.captures.start()
+        for recorder in self.recorders:
+            recorder.start()
         worker = threading.Thread(target=self._detect_loop, name="detector", daemon=True)
         worker.start()
         self.worker = worker
         # /metrics, /healthz, status.json, systemd READY/WATCHDOG: all read one Probe over this agent's live objects
-        health = HealthServices(
-            Probe(self.live_sources(), camera_down_s=self.cfg.state.camera_down_s), self.cfg
-        )
+        self.probe = Probe(self.live_sources(), camera_down_s=self.cfg.state.camera_down_s)
+        health = HealthServices(self.probe, self.cfg)
         health.start()
         log.info(
             "agent %s running %d camera(s) with %s (%s) on %s %s, batches of up to %d",
@@ -265,6 +347,8 @@ class Agent:
                 last = time.monotonic()
                 self._report()
         health.stop()
+        for recorder in self.recorders:
+            recorder.stop()
         self.captures.stop()
         for cam_id, pipeline in self.pipelines.items():  # pending clips and held ENDs go out before we stop
             pipeline.close(self._last_frames.get(cam_id))
@@ -272,6 +356,7 @@ class Agent:
         for cam_id, n in self.loop.stats.handler_errors.items():
             self.errors.append(f"camera {cam_id}: {n} frame(s) failed in the pipeline")
         self._report()
+        self.commands.close()
         self.publisher.close()
         return 1 if self.errors else 0
 

@@ -47,8 +47,20 @@ CONFIG_FILE: Final = "remote-config.json"
 MAX_VERSION: Final = 2**31 - 1
 # Every AgentConfig field is one or the other (tests/edge_agent/test_remote_config.py checks that a new field
 # gets classified). Local: identity, connections, files and ports of this box. Remote: what operators tune.
+# ``recording`` is local: its disk budget is a property of this box's disk.
 LOCAL_FIELDS: Final = frozenset(
-    {"node_id", "topic_prefix", "central_url", "mqtt", "model", "evidence_dir", "outbox", "metrics", "state"}
+    {
+        "node_id",
+        "topic_prefix",
+        "central_url",
+        "mqtt",
+        "model",
+        "evidence_dir",
+        "outbox",
+        "metrics",
+        "state",
+        "recording",
+    }
 )
 REMOTE_FIELDS: Final = frozenset({"config_version", "cameras", "scheduler", "evidence"})
 

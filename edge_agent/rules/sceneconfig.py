@@ -300,6 +300,13 @@ class ExternalSignalConfig(Strict):
 
     source: Literal["external"] = Field(description="Signal state from messages pushed by another system.")
     id: Identifier = Field(description="Signal id, unique within the camera.")
+    feed: Identifier | None = Field(
+        default=None,
+        description=(
+            "Controller feed whose messages set this signal (MQTT topic <prefix>/signals/<feed>); "
+            "unset: the signal id."
+        ),
+    )
     max_age_s: float = Field(
         default=2.0, gt=0.0, le=60.0, description="A state message expires this long after its timestamp."
     )

@@ -158,11 +158,13 @@ class ColourSignal:
 
 
 class ExternalSignalFeed:
-    """Signal state pushed by another system (the lead wires it to MQTT): each message carries its UTC time
-    and expires ``max_age_s`` after it; older-than-latest messages are ignored. Thread-safe."""
+    """Signal state pushed by another system (``edge_agent.node.signal_feed`` routes the MQTT messages of
+    ``<prefix>/signals/<feed>`` here): each message carries its UTC time and expires ``max_age_s`` after it;
+    older-than-latest messages are ignored. Thread-safe."""
 
     def __init__(self, cfg: ExternalSignalConfig, clock: WallClock) -> None:
         self.id: str = cfg.id
+        self.feed: str = cfg.feed or cfg.id  # the controller feed (MQTT <prefix>/signals/<feed>)
         self.cfg = cfg
         self._clock = clock
         self._lock = threading.Lock()

@@ -16,6 +16,13 @@ TABLES = {"events", "evidence", "decisions", "dead_letters", "users", "audit_log
 TABLES |= {"nodes", "node_configs", "enrollment_tokens"}  # 0002: fleet
 TABLES |= {"wards", "user_wards", "login_sessions"}  # 0003: accounts and audit
 TABLES |= {"cameras", "event_evidence", "event_history", "cases", "case_events"}  # 0004: wards and cases
+TABLES |= {"node_commands"}  # 0005: commands to nodes
+TABLES |= {
+    "node_health",
+    "node_heartbeats",
+    "detector_models",
+    "extractions",
+}  # 0006: health, models, footage
 
 
 def sqlite_url(tmp_path: Path) -> str:
@@ -45,7 +52,7 @@ def test_upgrade_creates_all_tables_on_an_empty_sqlite(tmp_path: Path) -> None:
     assert migrate.current_revision(url) is None  # also creates the parent folders
     migrate.upgrade(url)
     assert table_names(url) == TABLES | {"alembic_version"}
-    assert migrate.current_revision(url) == migrate.head_revision() == "0004"
+    assert migrate.current_revision(url) == migrate.head_revision() == "0006"
 
 
 def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
@@ -63,7 +70,7 @@ def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
     engine.dispose()
-    assert migrate.current_revision(url) == "0004"
+    assert migrate.current_revision(url) == "0006"
 
 
 def test_migration_matches_the_models(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Per-node broker accounts and ACLs with a real Mosquitto on the files a real central process writes.
 
 Nodes enroll through ``streetwatch-agent enroll``; each may publish only under its own ``nodes/<id>/``
-(events, status, heartbeat, config/applied) and receive only its own ``config`` and ``cmd``. Negative checks
+(events, status, heartbeat, config/applied, cmd/result) and receive only its own ``config`` and ``cmd``. Negative checks
 need no sleeps: the forbidden message is published first and an allowed marker after it on the same
 connection, so once the marker arrived the forbidden one would have too.
 
@@ -87,11 +87,15 @@ PUBLISH_CASES: list[tuple[str, Callable[[str, str], str], bool]] = [
     ("own status", lambda a, b: TOPICS.status(a), True),
     ("own heartbeat", lambda a, b: TOPICS.heartbeat(a), True),
     ("own config/applied", lambda a, b: TOPICS.config_applied(a), True),
+    ("own cmd/result", lambda a, b: TOPICS.cmd_result(a), True),
     ("other node's events", lambda a, b: TOPICS.events(b), False),
     ("other node's config/applied", lambda a, b: TOPICS.config_applied(b), False),
     ("own config (central's)", lambda a, b: TOPICS.config(a), False),
     ("own cmd (central's)", lambda a, b: TOPICS.cmd(a), False),
+    ("other node's cmd (a command to node B)", lambda a, b: TOPICS.cmd(b), False),
+    ("other node's cmd/result", lambda a, b: TOPICS.cmd_result(b), False),
     ("outside the prefix", lambda a, b: "elsewhere/topic", False),
+    ("a controller's signal feed (a faked red light)", lambda a, b: TOPICS.signal("crossing-1"), False),
 ]
 
 

@@ -118,7 +118,9 @@ class CentralProcess:
 
 
 @contextmanager
-def central_process(tmp: Path, broker: AuthBroker) -> Iterator[CentralProcess]:
+def central_process(
+    tmp: Path, broker: AuthBroker, extra_env: dict[str, str] | None = None
+) -> Iterator[CentralProcess]:
     """``streetwatch-central`` managing the broker's files, ingesting through it with its own account."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREETWATCH_")}
@@ -137,6 +139,7 @@ def central_process(tmp: Path, broker: AuthBroker) -> Iterator[CentralProcess]:
         STREETWATCH_BROKER_PID_FILE=str(broker.pid_file),
         STREETWATCH_FLEET_SYNC_S="1",
     )
+    env.update(extra_env or {})
     log = tmp / "central.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
