@@ -101,6 +101,9 @@ def start_services(central: Central) -> None:
         password=address.password,
         shared_group=settings.mqtt_shared_group,
         session_expiry_s=settings.mqtt_session_expiry_s,
+        workers=settings.ingest_workers,
+        batch_max=settings.ingest_batch_max,
+        batch_wait_s=settings.ingest_batch_wait_s,
     )
     central.subscriber.start()
     if central.broker is not None and not central.subscriber.wait_connected(EMBEDDED_CONNECT_TIMEOUT_S):
@@ -144,7 +147,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         settings=settings,
         db=db,
         topics=topics,
-        ingestor=Ingestor(db, topics, clock=clock),
+        ingestor=Ingestor(
+            db,
+            topics,
+            clock=clock,
+            require_enrollment=settings.ingest_require_enrollment,
+            max_event_bytes=settings.ingest_max_event_bytes,
+        ),
         evidence=EvidenceStore(settings.evidence_dir, max_bytes=settings.max_evidence_bytes, clock=clock),
         clock=clock,
     )

@@ -110,6 +110,40 @@ class Settings(BaseSettings):
             "for it, after the connection ends."
         ),
     )
+    ingest_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Ingest worker threads in this process, each committing batches (PostgreSQL benefits from "
+        "several; SQLite has one writer at a time).",
+    )
+    ingest_batch_max: int = Field(
+        default=500, ge=1, le=10_000, description="At most this many messages per ingest transaction."
+    )
+    ingest_batch_wait_s: float = Field(
+        default=0.02,
+        ge=0.0,
+        le=5.0,
+        description="How long a worker waits for a batch to fill before committing what it has.",
+    )
+    ingest_require_enrollment: bool = Field(
+        default=True,
+        description="Dead-letter events from nodes that are not enrolled or were revoked (whatever the broker "
+        "let through). Turn off only for tests and demos without enrollment.",
+    )
+    ingest_max_event_bytes: int = Field(
+        default=256 * 1024,
+        ge=4096,
+        le=16 * 1024 * 1024,
+        description="Largest event payload accepted; bigger ones are dead-lettered (payload truncated).",
+    )
+    ingest_stall_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=86_400.0,
+        description="/healthz turns unhealthy when a received message has waited this long without being "
+        "committed (ingest stalled: database locked or unreachable).",
+    )
     topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, description="Topic prefix of the wire contract.")
     admin_user: str = Field(
         default="admin",

@@ -54,6 +54,10 @@ class EmbeddedBroker:
         self._started = threading.Event()
         self._error: BaseException | None = None
 
+    def describe(self) -> str:
+        """Which broker runs embedded (for /healthz and the startup log)."""
+        return f"amqtt (embedded) on {self.host}:{self.port}"
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._error is None

@@ -9,7 +9,7 @@ from its node table; central is the only writer, so the files always say what th
   so central needs no Mosquitto binary. The passwords are 256-bit random strings, so the iteration count is not
   what protects them; it stays at Mosquitto's default because the broker pays it at every connect.
 * ``acl_file``: one ``user`` block per node with exact topics (events, status, heartbeat, config/applied to
-  write; config and cmd to read), and central's block (read everything under the prefix, write config and cmd).
+  write; config, cmd and acks to read), and central's block (read everything under the prefix, write config and cmd).
   Exact topics rather than ``nodes/<id>/#``: a node cannot publish its own retained ``config`` or ``cmd``.
 * both are rendered deterministically (central's own hash uses a salt derived from its credentials), so several
   central processes regenerate byte-identical files and only a real change rewrites them and reloads the broker.
@@ -104,7 +104,7 @@ def node_acl(topics: Topics, node_id: str) -> tuple[list[str], list[str]]:
     """(topics the node may publish, topics it may subscribe to)."""
     write = [topics.events(node_id), topics.status(node_id), topics.heartbeat(node_id)]
     write.append(topics.config_applied(node_id))
-    return write, [topics.config(node_id), topics.cmd(node_id)]
+    return write, [topics.config(node_id), topics.cmd(node_id), topics.acks(node_id)]
 
 
 def render_acl_file(topics: Topics, central_user: str, nodes: Iterable[NodeAccount]) -> str:
@@ -117,6 +117,7 @@ def render_acl_file(topics: Topics, central_user: str, nodes: Iterable[NodeAccou
         f"topic read {prefix}/#",
         f"topic write {topics.config('+')}",
         f"topic write {topics.cmd('+')}",
+        f"topic write {topics.acks('+')}",
     ]
     for node in sorted(nodes, key=lambda n: n.username):
         write, read = node_acl(topics, node.node_id)

@@ -12,6 +12,17 @@ out of order after a reconnect. Hence the rules here:
 
 ``Ingestor.ingest`` never raises for bad input. It does raise for infrastructure failures (database down), so
 the MQTT layer can withhold the acknowledgement and let the broker redeliver later.
+
+Group commit and concurrency. ``ingest_batch`` applies many messages in *one* transaction (one commit, one
+fsync), and the caller acknowledges them only after it returned. Several workers (threads or processes) may
+ingest concurrently: the database decides duplicates, not the process. A new event is inserted with
+``INSERT ... ON CONFLICT (event_id) DO NOTHING`` (PostgreSQL and SQLite), so of two workers racing on one id
+exactly one inserts; the other finds the row, locks it (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+serialises writers) and applies the phase-order rule above, so the result does not depend on who won.
+
+Who counts. With ``require_enrollment`` (central's default), an event from a node that is not enrolled, or
+was revoked, is dead-lettered with that reason, whatever the broker let through. An event larger than
+``max_event_bytes`` is dead-lettered too, its payload truncated.
 """
 
 from __future__ import annotations
@@ -19,16 +30,21 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
-from central.db.models import DeadLetterRow, EventRow, NodeStatusRow
+from central.db.models import DeadLetterRow, EventRow, NodeRow, NodeStatusRow
 from central.db.session import Database
 from edge_agent.contract import Event, EvidenceRef, Heartbeat, NodeStatus, Phase, Topics, utcnow
 
@@ -37,7 +53,10 @@ log = logging.getLogger(__name__)
 PHASE_RANK = {Phase.START.value: 0, Phase.UPDATE.value: 1, Phase.END.value: 2}
 # Fields that identify what an event is about; a later phase that changes them is not the same event.
 IDENTITY_FIELDS = ("node_id", "camera_id", "zone_id", "rule_id", "type")
-MAX_DEAD_LETTER_BYTES = 1024 * 1024
+# A dead letter keeps this much of the payload (enough to read what went wrong; the size is recorded).
+MAX_DEAD_LETTER_BYTES = 64 * 1024
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+BATCH_ATTEMPTS = 3
 
 
 class IngestResult(StrEnum):
@@ -112,6 +131,15 @@ class NodeHealth:
         with self._lock:
             return dict(self._latest)
 
+    def unconfirmed_resent(self) -> dict[str, int]:
+        """node id -> events it had to publish again because central never acknowledged them (the broker
+        acknowledged and then lost them, or central was down): how broker drops become visible."""
+        return {
+            n: b.outbox.unconfirmed_resent
+            for n, (b, _) in self.latest().items()
+            if b.outbox.unconfirmed_resent
+        }
+
     def prometheus_lines(self) -> list[str]:
         """Gauges of every node's latest heartbeat, in the Prometheus text format."""
         rows: dict[str, list[str]] = {name: [] for name, _ in _NODE_GAUGES}
@@ -122,6 +150,8 @@ class NodeHealth:
             rows["outbox_depth"].append(f"{{{n}}} {beat.outbox.depth}")
             rows["outbox_uploads"].append(f"{{{n}}} {beat.outbox.uploads}")
             rows["outbox_bytes"].append(f"{{{n}}} {beat.outbox.bytes}")
+            rows["outbox_awaiting_central"].append(f"{{{n}}} {beat.outbox.awaiting_central}")
+            rows["outbox_unconfirmed_resent_total"].append(f"{{{n}}} {beat.outbox.unconfirmed_resent}")
             for key, count in sorted(beat.outbox.dropped.items()):
                 klass, reason = key.split(".", 1)
                 rows["outbox_dropped_total"].append(f'{{{n},class="{klass}",reason="{reason}"}} {count}')
@@ -154,6 +184,8 @@ _NODE_GAUGES = (
     ("outbox_depth", "Messages waiting in the node's outbox."),
     ("outbox_uploads", "Evidence uploads waiting in the node's outbox."),
     ("outbox_bytes", "Bytes spooled in the node's outbox."),
+    ("outbox_awaiting_central", "Events the broker acknowledged that central has not acknowledged yet."),
+    ("outbox_unconfirmed_resent_total", "Events republished because central never acknowledged them."),
     ("outbox_dropped_total", "Items the node's outbox dropped, by class and reason."),
     ("mqtt_reconnects_total", "Times the node lost its broker connection."),
     ("disk_free_bytes", "Free bytes on the node's outbox filesystem."),
@@ -191,21 +223,101 @@ class Ingestor:
         *,
         clock: Callable[[], datetime] = utcnow,
         counters: IngestCounters | None = None,
+        require_enrollment: bool = False,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._db = db
         self._topics = topics
         self._clock = clock
         self.counters = counters or IngestCounters()
         self.nodes = NodeHealth()
+        self.require_enrollment = require_enrollment
+        self.max_event_bytes = max_event_bytes
 
     def ingest(self, topic: str, payload: bytes) -> IngestResult:
         """Apply one message; bad input becomes a dead letter, infrastructure errors propagate."""
+        return self.ingest_batch([(topic, payload)])[0]
+
+    def ingest_batch(self, messages: Sequence[tuple[str, bytes]]) -> list[IngestResult]:
+        """Apply ``(topic, payload)`` messages in one transaction; one result each, in order.
+
+        Bad input becomes dead letters inside the same transaction. A message the database refuses (e.g. a
+        NUL in a PostgreSQL string) makes the batch split into single messages, so only that one is
+        dead-lettered. A unique-key race lost to another worker rolls back and retries. Infrastructure errors
+        propagate: then nothing of the batch was committed and none of it may be acknowledged.
+        """
+        if not messages:
+            return []
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                with self._db.session() as session:
+                    standing = self._standing(session, messages)
+                    outcomes = [self._apply(session, t, p, standing) for t, p in messages]
+                break
+            except DataError as exc:
+                if len(messages) > 1:
+                    return [r for m in messages for r in self.ingest_batch([m])]
+                topic, payload = messages[0]
+                kind = self._kind(topic)
+                return [
+                    self._count(kind, self.dead_letter(topic, payload, f"database refused it: {exc.orig}"))
+                ]
+            except IntegrityError:
+                if attempt == BATCH_ATTEMPTS:
+                    raise
+                log.debug("ingest batch lost a unique-key race (attempt %d); retrying", attempt)
+            except OperationalError as exc:
+                # SQLite: another writer (a second worker) holds the write lock past the busy timeout, or our
+                # read snapshot went stale when it committed; waiting and redoing the batch is the remedy.
+                if attempt == BATCH_ATTEMPTS or "locked" not in str(exc.orig):
+                    raise
+                time.sleep(0.05 * attempt)
+        return [self._count(kind, result) for kind, result in outcomes]
+
+    def _kind(self, topic: str) -> str:
         node = self._topics.node_of(topic)
         if node is not None and topic == self._topics.events(node):
-            return self._count("event", self._ingest_event(node, topic, payload))
+            return "event"
         if node is not None and topic == self._topics.status(node):
-            return self._count("status", self._ingest_status(node, topic, payload))
-        return self._count("unknown", self.dead_letter(topic, payload, "unexpected topic for central ingest"))
+            return "status"
+        return "unknown"
+
+    def _apply(
+        self, session: Session, topic: str, payload: bytes, standing: dict[str, str | None]
+    ) -> tuple[str, IngestResult]:
+        kind = self._kind(topic)
+        node = self._topics.node_of(topic)
+        if kind == "event" and node is not None:
+            if len(payload) > self.max_event_bytes:
+                reason = f"event of {len(payload)} bytes exceeds the maximum of {self.max_event_bytes} bytes"
+                return kind, self._dead_letter_in(session, topic, payload, reason)
+            refusal = standing.get(node)
+            if refusal is not None:
+                return kind, self._dead_letter_in(session, topic, payload, refusal)
+            return kind, self._ingest_event(session, node, topic, payload)
+        if kind == "status" and node is not None:
+            return kind, self._ingest_status(session, node, topic, payload)
+        return kind, self._dead_letter_in(session, topic, payload, "unexpected topic for central ingest")
+
+    def _standing(self, session: Session, messages: Sequence[tuple[str, bytes]]) -> dict[str, str | None]:
+        """node id -> why its events do not count (None: enrolled); one query per batch."""
+        if not self.require_enrollment:
+            return {}
+        nodes = {n for t, _ in messages if (n := self._topics.node_of(t)) is not None}
+        if not nodes:
+            return {}
+        rows = session.execute(select(NodeRow.node_id, NodeRow.revoked_at).where(NodeRow.node_id.in_(nodes)))
+        known: dict[str, datetime | None] = {node_id: revoked for node_id, revoked in rows}
+        standing: dict[str, str | None] = {}
+        for n in nodes:
+            revoked = known.get(n)
+            if n not in known:
+                standing[n] = f"node {n!r} is not enrolled"
+            elif revoked is not None:
+                standing[n] = f"node {n!r} was revoked at {revoked.isoformat()}"
+            else:
+                standing[n] = None
+        return standing
 
     def observe_heartbeat(self, topic: str, payload: bytes) -> IngestResult:
         """Record a heartbeat in ``nodes`` (memory); an invalid one becomes a dead letter like anything else.
@@ -231,93 +343,76 @@ class Ingestor:
 
     # -- events ---------------------------------------------------------------------------------------------
 
-    def _ingest_event(self, node: str, topic: str, payload: bytes) -> IngestResult:
+    def _ingest_event(self, session: Session, node: str, topic: str, payload: bytes) -> IngestResult:
         try:
             event = Event.from_json(payload)
         except ValidationError as exc:
-            return self.dead_letter(topic, payload, describe_validation_error(exc))
+            return self._dead_letter_in(session, topic, payload, describe_validation_error(exc))
         if event.node_id != node:
-            return self.dead_letter(
-                topic, payload, f"node_id {event.node_id!r} does not match topic node {node!r}"
+            return self._dead_letter_in(
+                session, topic, payload, f"node_id {event.node_id!r} does not match topic node {node!r}"
             )
-        # Two attempts: a concurrent worker may insert the same event_id between our read and our insert.
-        for attempt in (1, 2):
-            try:
-                outcome = self._upsert_event(event)
-            except DataError as exc:  # valid JSON the database cannot hold (e.g. NUL in a PostgreSQL string)
-                return self.dead_letter(topic, payload, f"database refused the event: {exc.orig}")
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                log.debug("event %s inserted concurrently; retrying as an update", event.event_id)
-                continue
-            if isinstance(outcome, IngestResult):
-                return outcome
-            return self.dead_letter(topic, payload, outcome.reason)
-        raise AssertionError("unreachable")
+        outcome = self._upsert_event(session, event)
+        if isinstance(outcome, IngestResult):
+            return outcome
+        return self._dead_letter_in(session, topic, payload, outcome.reason)
 
-    def _upsert_event(self, event: Event) -> IngestResult | Conflict:
+    def _upsert_event(self, session: Session, event: Event) -> IngestResult | Conflict:
         """Insert or update the row; a ``Conflict`` means the message must become a dead letter."""
         now = self._clock()
-        with self._db.session() as session:
-            row = session.get(EventRow, str(event.event_id), with_for_update=True)
-            if row is None:
-                session.add(_new_event_row(event, now))
-                session.flush()
-                return IngestResult.INSERTED
-            for field in IDENTITY_FIELDS:
-                stored, incoming = getattr(row, field), str(getattr(event, field))
-                if stored != incoming:
-                    reason = (
-                        f"event_id {row.event_id} already belongs to {field}={stored!r}, not {incoming!r}"
-                    )
-                    return Conflict(reason)
-            stored_key = (PHASE_RANK[row.phase], row.observed_at)
-            incoming_key = (PHASE_RANK[event.phase.value], event.observed_at)
-            if incoming_key == stored_key:
-                return IngestResult.DUPLICATE
-            if incoming_key < stored_key:
-                return IngestResult.STALE
-            _apply_newer(row, event, now)
-            return IngestResult.UPDATED
+        if _insert_if_new(session, _new_event_row(event, now)):
+            return IngestResult.INSERTED
+        row = session.get(EventRow, str(event.event_id), with_for_update=True)
+        if row is None:  # cannot happen: the insert found a conflicting row in this transaction
+            raise IntegrityError("event row vanished after a conflicting insert", None, Exception())
+        for field in IDENTITY_FIELDS:
+            stored, incoming = getattr(row, field), str(getattr(event, field))
+            if stored != incoming:
+                reason = f"event_id {row.event_id} already belongs to {field}={stored!r}, not {incoming!r}"
+                return Conflict(reason)
+        stored_key = (PHASE_RANK[row.phase], row.observed_at)
+        incoming_key = (PHASE_RANK[event.phase.value], event.observed_at)
+        if incoming_key == stored_key:
+            return IngestResult.DUPLICATE
+        if incoming_key < stored_key:
+            return IngestResult.STALE
+        _apply_newer(row, event, now)
+        return IngestResult.UPDATED
 
     # -- node status ----------------------------------------------------------------------------------------
 
-    def _ingest_status(self, node: str, topic: str, payload: bytes) -> IngestResult:
+    def _ingest_status(self, session: Session, node: str, topic: str, payload: bytes) -> IngestResult:
         try:
             status = NodeStatus.model_validate_json(payload)
         except ValidationError as exc:
-            return self.dead_letter(topic, payload, describe_validation_error(exc))
+            return self._dead_letter_in(session, topic, payload, describe_validation_error(exc))
         if status.node_id != node:
-            return self.dead_letter(
-                topic, payload, f"node_id {status.node_id!r} does not match topic node {node!r}"
+            return self._dead_letter_in(
+                session, topic, payload, f"node_id {status.node_id!r} does not match topic node {node!r}"
             )
-        try:
-            return self._upsert_status(status)
-        except DataError as exc:
-            return self.dead_letter(topic, payload, f"database refused the status: {exc.orig}")
+        return self._upsert_status(session, status)
 
-    def _upsert_status(self, status: NodeStatus) -> IngestResult:
+    def _upsert_status(self, session: Session, status: NodeStatus) -> IngestResult:
         now = self._clock()
-        with self._db.session() as session:
-            row = session.get(NodeStatusRow, status.node_id, with_for_update=True)
-            if row is None:
-                row = NodeStatusRow(node_id=status.node_id)
-                session.add(row)
-                result = IngestResult.INSERTED
-            elif status.at < row.at:
-                return IngestResult.STALE
-            elif status.at == row.at and status.state.value == row.state:
-                return IngestResult.DUPLICATE
-            else:
-                result = IngestResult.UPDATED
-            row.state = status.state.value
-            row.at = status.at
-            row.software = status.software
-            row.model_name = status.model.name if status.model else None
-            row.model_sha256 = status.model.sha256 if status.model else None
-            row.config_version = status.config_version
-            row.received_at = now
+        row = session.get(NodeStatusRow, status.node_id, with_for_update=True)
+        if row is None:
+            row = NodeStatusRow(node_id=status.node_id)
+            session.add(row)
+            result = IngestResult.INSERTED
+        elif status.at < row.at:
+            return IngestResult.STALE
+        elif status.at == row.at and status.state.value == row.state:
+            return IngestResult.DUPLICATE
+        else:
+            result = IngestResult.UPDATED
+        row.state = status.state.value
+        row.at = status.at
+        row.software = status.software
+        row.model_name = status.model.name if status.model else None
+        row.model_sha256 = status.model.sha256 if status.model else None
+        row.config_version = status.config_version
+        row.received_at = now
+        session.flush()  # a concurrent insert of the same node fails here and the batch is retried
         return result
 
     # -- dead letters ---------------------------------------------------------------------------------------
@@ -327,29 +422,49 @@ class Ingestor:
         return self._count("poison", self.dead_letter(topic, payload, error))
 
     def dead_letter(self, topic: str, payload: bytes, error: str) -> IngestResult:
-        """Keep a message central could not accept, with the reason and its exact bytes."""
+        """Keep a message central could not accept, with the reason and its bytes (its own transaction)."""
+        with self._db.session() as session:
+            return self._dead_letter_in(session, topic, payload, error)
+
+    def _dead_letter_in(self, session: Session, topic: str, payload: bytes, error: str) -> IngestResult:
+        """``dead_letter`` inside the caller's transaction; payloads beyond ``MAX_DEAD_LETTER_BYTES`` are cut."""
         size = len(payload)
         kept = payload[:MAX_DEAD_LETTER_BYTES]
         if size > len(kept):
             error = f"{error} (payload truncated to {len(kept)} of {size} bytes)"
         log.warning("dead letter on %s: %s", topic, error)
-        with self._db.session() as session:
-            session.add(
-                DeadLetterRow(
-                    received_at=self._clock(),
-                    topic=_storable_text(topic),
-                    payload=_storable_text(kept.decode("utf-8", errors="replace")),
-                    payload_b64=base64.b64encode(kept).decode("ascii"),
-                    payload_size=size,
-                    error=_storable_text(error),
-                )
+        session.add(
+            DeadLetterRow(
+                received_at=self._clock(),
+                topic=_storable_text(topic),
+                payload=_storable_text(kept.decode("utf-8", errors="replace")),
+                payload_b64=base64.b64encode(kept).decode("ascii"),
+                payload_size=size,
+                error=_storable_text(error),
             )
+        )
         return IngestResult.DEAD_LETTER
 
 
 def _storable_text(text: str) -> str:
     """Text every backend accepts: PostgreSQL refuses NUL characters (the exact bytes stay in base64)."""
     return text.replace("\x00", "\ufffd")
+
+
+def _insert_if_new(session: Session, row: EventRow) -> bool:
+    """``INSERT ... ON CONFLICT (event_id) DO NOTHING``: True when this transaction created the row.
+
+    The database arbitrates: a concurrent insert of the same id either waits for ours (PostgreSQL) or is
+    serialised (SQLite), and exactly one of them sees a row count of 1.
+    """
+    values = {
+        c.name: getattr(row, c.key)
+        for c in EventRow.__table__.columns
+        if getattr(row, c.key, None) is not None
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(EventRow).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
+    return session.execute(statement.returning(EventRow.event_id)).scalar() is not None
 
 
 def _new_event_row(event: Event, now: datetime) -> EventRow:

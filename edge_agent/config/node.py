@@ -146,14 +146,19 @@ class OutboxConfig(Strict):
         description="At shutdown, how long to keep delivering while connected; the rest stays spooled for the "
         "next start.",
     )
-    republish_window_s: float = Field(
-        default=120.0,
-        ge=0.0,
+    ack_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
         le=86_400.0,
-        description="Events the broker acknowledged stay spooled this long and are published again after an "
-        "unplanned disconnect or a restart: Mosquitto saves its state only every autosave_interval, so a broker "
-        "that crashes forgets what it acknowledged since. Keep it above the broker's autosave interval plus 1.5 x "
-        "keepalive; 0 removes an event at its PUBACK.",
+        description="How long an event the broker acknowledged may wait for central's end-to-end "
+        "acknowledgement before it is published again (a broker that crashed or dropped it). The wait doubles "
+        "with each resend of the same event, up to ack_timeout_max_s. Nothing is republished on reconnects.",
+    )
+    ack_timeout_max_s: float = Field(
+        default=600.0,
+        gt=0.0,
+        le=86_400.0,
+        description="Cap of the doubling wait for central's acknowledgement.",
     )
 
     @model_validator(mode="after")
