@@ -147,12 +147,28 @@ class OutboxConfig(Strict):
         "next start.",
     )
     ack_timeout_s: float = Field(
-        default=30.0,
+        default=60.0,
         gt=0.0,
         le=86_400.0,
         description="How long an event the broker acknowledged may wait for central's end-to-end "
-        "acknowledgement before it is published again (a broker that crashed or dropped it). The wait doubles "
-        "with each resend of the same event, up to ack_timeout_max_s. Nothing is republished on reconnects.",
+        "acknowledgement, while central acknowledges nothing newer, before it is published again (a broker "
+        "that crashed or dropped it, or central down). The wait doubles with each resend of the same event, up "
+        "to ack_timeout_max_s. Nothing is republished on reconnects.",
+    )
+    ack_gap_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=3600.0,
+        description="An event still unacknowledged when central acknowledged one published this much later was "
+        "lost on the way (central commits a node's events roughly in order): published again at once.",
+    )
+    max_unconfirmed: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="At most this many events the broker acknowledged may await central's acknowledgement; "
+        "the node sends more as central confirms (flow control: a backlog never floods the broker's queues, "
+        "and the wait for central stays short).",
     )
     ack_timeout_max_s: float = Field(
         default=600.0,

@@ -14,9 +14,9 @@ references them commits, so after a power cut a row never points at a file that 
 
 Broker crashes and queue limits. The broker's PUBACK only moves a row to *awaiting central* (``acked``): a broker
 killed without persistence, or one that silently drops what exceeds its queue limits, loses messages it
-acknowledged. A row awaiting central longer than ``ack_timeout_s`` (doubling per resend, capped at
-``ack_timeout_max_s``) is published again (``requeue_unconfirmed``) and counted (``unconfirmed_resent``): that
-count is how broker drops become visible. Nothing else is republished, so a flapping link costs no duplicates
+acknowledged. A row awaiting central is published again (``requeue_unconfirmed``) when central confirmed a row
+published ``ack_gap_s`` later (a gap), or after ``ack_timeout_s`` of silence (doubling per resend, capped at
+``ack_timeout_max_s``), and counted (``unconfirmed_resent``): that count is how broker drops become visible. Nothing else is republished, so a flapping link costs no duplicates
 beyond paho's own DUP resends of what was in flight.
 
 Ordering. Messages leave in insertion order among those that are *ready*: every upload of the message is done,
@@ -80,14 +80,19 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         retry_initial_s: float = 1.0,
         retry_max_s: float = 120.0,
-        ack_timeout_s: float = 30.0,
+        ack_timeout_s: float = 60.0,
         ack_timeout_max_s: float = 600.0,
+        ack_gap_s: float = 10.0,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.ack_timeout_s = ack_timeout_s
         self.ack_timeout_max_s = max(ack_timeout_s, ack_timeout_max_s)
+        self.ack_gap_s = ack_gap_s
+        # The publish time of the newest message central confirmed: anything published ack_gap_s before it and
+        # still unconfirmed was lost on the way (central commits a node's messages roughly in order).
+        self._confirmed_watermark = 0.0
         self._fsync_files = synchronous == "FULL"
         self._clock = clock
         self._retry = (retry_initial_s, retry_max_s)
@@ -337,30 +342,44 @@ class Outbox:
             for start in range(0, len(batch), 500):  # SQLite's bound-parameter limit
                 part = batch[start : start + 500]
                 marks = ",".join("?" * len(part))
-                n, freed = self._db.execute(
-                    f"SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM messages WHERE digest IN ({marks})",
+                n, freed, newest = self._db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MAX(published_at) FROM messages"
+                    f" WHERE digest IN ({marks})",
                     part,
                 ).fetchone()
+                if newest is not None:
+                    self._confirmed_watermark = max(self._confirmed_watermark, float(newest))
                 self._db.execute(f"DELETE FROM messages WHERE digest IN ({marks})", part)
                 self._bytes -= int(freed)
                 removed += int(n)
         return removed
 
-    def requeue_unconfirmed(self) -> int:
-        """Publish again what the broker acknowledged but central did not within its timeout; returns how many.
+    def awaiting_central(self) -> int:
+        """Rows the broker acknowledged that central has not (the publisher bounds them: flow control)."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM messages WHERE acked_at IS NOT NULL").fetchone()
+        return int(row[0])
 
-        The wait doubles with every resend of a row (capped), so a central that is down for an hour is not
-        flooded with copies when it comes back."""
+    def requeue_unconfirmed(self) -> int:
+        """Publish again what the broker acknowledged but central did not; returns how many. A row goes again
+
+        * when central confirmed a message published more than ``ack_gap_s`` after it (a gap: the broker
+          lost this one -- central commits a node's messages roughly in order), or
+        * after ``ack_timeout_s`` without central's word at all, the wait doubling with every resend of the
+          row (capped), so a central that is down for an hour is not flooded with copies when it returns."""
         now = self._clock()
+        gap_before = self._confirmed_watermark - self.ack_gap_s
         with self._lock, self._tx():
             rows = self._db.execute(
-                "SELECT id, acked_at, resends FROM messages WHERE acked_at IS NOT NULL AND acked_at <= ?",
-                (now - self.ack_timeout_s,),
+                "SELECT id, acked_at, resends, published_at FROM messages"
+                " WHERE acked_at IS NOT NULL AND (acked_at <= ? OR published_at < ?)",
+                (now - self.ack_timeout_s, gap_before),
             ).fetchall()
             due = [
                 (int(r[0]),)
                 for r in rows
-                if float(r[1]) + min(self.ack_timeout_s * 2 ** min(int(r[2]), 16), self.ack_timeout_max_s)
+                if (r[3] is not None and float(r[3]) < gap_before)
+                or float(r[1]) + min(self.ack_timeout_s * 2 ** min(int(r[2]), 16), self.ack_timeout_max_s)
                 <= now
             ]
             self._db.executemany(

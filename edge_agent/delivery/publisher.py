@@ -6,8 +6,10 @@
 * the **sender** publishes every message whose evidence central accepted, at QoS 1, keeping at most
   ``mqtt.max_inflight`` unacknowledged by the broker (paho's window is set to the same number, so nothing queues
   in paho's memory). The broker's PUBACK only frees the window: a row leaves the outbox when *central* says it
-  committed it (end-to-end acknowledgement on ``{prefix}/nodes/{node}/acks``, by ``message_digest``), and a row
-  central stays silent about is published again after ``outbox.ack_timeout_s`` (doubling per resend). It also
+  committed it (end-to-end acknowledgement on ``{prefix}/nodes/{node}/acks``, by ``message_digest``). A row is
+  published again only when central confirmed a newer one (``outbox.ack_gap_s``: lost on the way) or stayed
+  silent for ``outbox.ack_timeout_s`` (doubling per resend); at most ``outbox.max_unconfirmed`` rows await
+  central at once (flow control: a backlog drains at central's pace instead of flooding the broker). It also
   spools a heartbeat every ``mqtt.heartbeat_s`` (QoS 0, telemetry class);
 * **paho's network thread** keeps the MQTT session (``session.py``): persistent, retained ``status`` with an
   ``offline`` Last Will, reconnects with jittered exponential backoff.
@@ -99,6 +101,7 @@ class Publisher:
             retry_max_s=o.retry_max_s,
             ack_timeout_s=o.ack_timeout_s,
             ack_timeout_max_s=o.ack_timeout_max_s,
+            ack_gap_s=o.ack_gap_s,
             rng=rng,
         )
         token = os.environ.get(NODE_TOKEN_ENV, "")
@@ -259,6 +262,12 @@ class Publisher:
 
     def _fill_window(self) -> None:
         free = self.cfg.mqtt.max_inflight - len(self._inflight)
+        if free <= 0:
+            return
+        # Flow control: what central has not confirmed yet is bounded, so a backlog drains at central's pace.
+        free = min(
+            free, self.cfg.outbox.max_unconfirmed - len(self._inflight) - self.outbox.awaiting_central()
+        )
         if free <= 0:
             return
         busy = {f.row for f in self._inflight.values()}

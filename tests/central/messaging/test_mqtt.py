@@ -17,7 +17,7 @@ from central.app import create_app
 from central.db.models import DeadLetterRow, EventRow, NodeStatusRow
 from central.db.session import Database
 from central.messaging.broker import BrokerStartError, EmbeddedBroker
-from central.messaging.ingest import Ingestor, IngestResult
+from central.messaging.ingest import Ingestor
 from central.messaging.subscriber import MqttSubscriber
 from central.settings import Settings
 from tests.central.factories import TOPICS, make_event, make_status

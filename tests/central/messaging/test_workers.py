@@ -74,7 +74,9 @@ class FlakyIngestor:
         # two batch attempts, then the message alone
         pytest.param(3, True, None, [7], [0.5, 1.0, 0.5], 0, id="acked-after-db-recovers"),
         pytest.param(100, True, None, [7], [0.5, 1.0, 0.5, 1.0, 2.0, 4.0], 1, id="poison-dead-lettered"),
-        pytest.param(100, False, 6, [], [0.5, 1.0, 0.5, 1.0, 2.0, 4.0], 0, id="db-down-stop-leaves-it-unacked"),
+        pytest.param(
+            100, False, 6, [], [0.5, 1.0, 0.5, 1.0, 2.0, 4.0], 0, id="db-down-stop-leaves-it-unacked"
+        ),
     ],
 )
 def test_message_is_acknowledged_only_once_committed(

@@ -146,6 +146,23 @@ def test_rows_the_broker_acknowledged_wait_for_central_and_come_back_after_its_t
     assert box.stats().unconfirmed_resent == 2 and box.depth() == 1 and labels(box) == ["e1"]
 
 
+def test_a_gap_in_central_acknowledgements_republishes_at_once(make_outbox, clock) -> None:
+    """Central confirmed e2, published 6 s after e0 and e1: e0 (still unconfirmed) was lost between the broker
+    and central and goes again without waiting for the timeout; e1, published within the gap, waits."""
+    box = make_outbox(ack_timeout_s=60.0, ack_gap_s=5.0)
+    e0, e1, e2 = box.put_many([event(0), event(1), event(2)])
+    box.published_many([(e0.id, "d0")])  # type: ignore[list-item]
+    clock.now += 2.0
+    box.published_many([(e1.id, "d1")])  # type: ignore[list-item]
+    clock.now += 4.0
+    box.published_many([(e2.id, "d2")])  # type: ignore[list-item]
+    box.acked([e0.id, e1.id, e2.id])  # type: ignore[list-item]
+    assert box.requeue_unconfirmed() == 0 and box.awaiting_central() == 3
+    assert box.confirmed(["d2"]) == 1
+    assert box.requeue_unconfirmed() == 1 and labels(box) == ["e0"]
+    assert box.awaiting_central() == 1 and box.stats().unconfirmed_resent == 1
+
+
 def test_rows_awaiting_central_are_never_evicted_and_survive_a_reopen(make_outbox, clock) -> None:
     box = make_outbox(max_bytes=300)
     rows = box.put_many([event(0), event(1), beat(2)])

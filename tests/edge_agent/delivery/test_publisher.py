@@ -235,6 +235,29 @@ def test_mqtt5_puback_reason_codes(publisher, code: int, pending: int, dead: int
     )
 
 
+def test_flow_control_bounds_what_awaits_central(tmp_path: Path) -> None:
+    clock = Clock()
+    box = Outbox(tmp_path / "outbox.sqlite3", clock=clock, rng=lambda: 1.0)
+    cfg = config(tmp_path, mqtt={"max_inflight": 5}, outbox={"max_unconfirmed": 3})
+    pub = Publisher(cfg, MODEL, outbox=box, clock=clock, rng=lambda: 1.0)
+    sent: list[bytes] = []
+    pub.client.publish = lambda t, p, qos=0, retain=False: (sent.append(p), FakeInfo(len(sent)))[1]  # type: ignore[assignment,method-assign]
+    pub.session.connected.set()
+    pub.submit_many([(make_event(), ()) for _ in range(6)])
+    pub._fill_window()
+    assert len(sent) == 3  # the window of 5 is cut to what central may owe us
+    for mid in (1, 2, 3):
+        ack(pub, mid)
+    pub._settle()
+    pub._fill_window()
+    assert len(sent) == 3  # the broker took them, central has not: no more
+    central_ack(pub, sent[:2])
+    pub._settle()
+    pub._fill_window()
+    assert len(sent) == 5
+    box.close()
+
+
 def test_only_what_central_never_acknowledged_goes_again_and_reconnects_cost_nothing(publisher) -> None:
     pub, sent, clock = publisher
     pub.submit_many([(make_event(), ()) for _ in range(2)])
