@@ -29,8 +29,8 @@ from central.db import migrate
 from central.db.session import Database
 from central.evidence import EvidenceStore
 from central.fleet.service import Fleet
-from central.messaging.broker import EmbeddedBroker
 from central.messaging.client import BrokerAddress
+from central.messaging.embedded import embedded_settings, start_embedded
 from central.messaging.ingest import Ingestor
 from central.messaging.subscriber import MqttSubscriber
 from central.settings import Settings, generate_secret_key
@@ -88,8 +88,8 @@ def start_services(central: Central) -> None:
         log.info("MQTT ingest disabled in this process (STREETWATCH_MQTT_ENABLED=false)")
         return
     if settings.mqtt_host is None:
-        central.broker = EmbeddedBroker(settings.embedded_mqtt_host, settings.embedded_mqtt_port)
-        central.broker.start()
+        central.broker = start_embedded(settings, central.topics)
+        log.info("MQTT broker: %s", central.broker.describe())
     address = BrokerAddress.of(settings)
     central.subscriber = MqttSubscriber(
         central.ingestor,
@@ -141,6 +141,7 @@ def _session_secret(settings: Settings) -> str:
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     """Build the central app; services start in its lifespan (``with TestClient(app)`` or uvicorn)."""
     settings = settings if settings is not None else Settings()  # required fields come from the environment
+    settings = embedded_settings(settings)  # an embedded Mosquitto: central's broker user and files
     topics = Topics(settings.topic_prefix)
     db = Database(settings.database_url)
     central = Central(

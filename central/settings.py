@@ -12,6 +12,7 @@ import secrets
 import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,6 +80,12 @@ class Settings(BaseSettings):
     embedded_mqtt_host: str = Field(
         default="127.0.0.1",
         description="Bind address of the embedded broker (anonymous access, so keep it on loopback).",
+    )
+    embedded_broker: Literal["auto", "mosquitto", "amqtt"] = Field(
+        default="auto",
+        description="Which broker central embeds when STREETWATCH_MQTT_HOST is unset: 'mosquitto' (a child "
+        "process with per-node credentials and ACLs, persistence), 'amqtt' (in-process, anonymous, no ACL), or "
+        "'auto': Mosquitto when its binary is installed, else amqtt.",
     )
     embedded_mqtt_port: int = Field(
         default=1883, ge=1, le=65535, description="Bind port of the embedded broker."

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: simulated nodes publish real-shaped events through Mosquitto into durable PostgreSQL.
+
+    .venv/bin/python scripts/bench_ingest.py --nodes 200 --cameras 1100 --events 20000 --workers 1 2 4
+
+For each worker count: a fresh throwaway PostgreSQL cluster (``tests/pg.py``; fsync and synchronous_commit on,
+the defaults) migrated and with the nodes enrolled, a Mosquitto with the production settings of
+docs/delivery.md, W central ingest *processes* sharing ``$share/central/...`` (each one ``MqttSubscriber`` +
+``Ingestor`` with enrollment checks and end-to-end acks, exactly what ``central.cli`` runs), and publisher
+processes that spread the simulated nodes (one MQTT client each, QoS 1, its own credentials-free client id)
+and publish events at ``--rate`` (0: as fast as they go). Each event is an ``illegal_stopping`` start with two
+objects, an annotated and a clean snapshot reference and a clip reference (~1 KB JSON, like the agent's).
+
+Measured: sustained events/s (first publish to last row visible), publish -> visible-in-the-officer-queue
+latency p50/p95 (a poller reads committed rows every 50 ms; ``started_at`` carries the publish time), and loss
+and duplicates by id. Prints one JSON object per worker count and a summary; ``--json`` writes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PREFIX = "sw/v1"
+
+
+def _event_json(node: str, camera: str, seq: int) -> bytes:
+    from edge_agent.contract import Event, uuid7
+
+    now = datetime.now(UTC)
+    sha = uuid.uuid4().hex * 2
+    return Event.model_validate(
+        {
+            "event_id": uuid7(),
+            "node_id": node,
+            "camera_id": camera,
+            "zone_id": "kerb-north",
+            "rule_id": "no-stopping-07",
+            "type": "illegal_stopping",
+            "phase": "start",
+            "started_at": now,
+            "observed_at": now,
+            "objects": [
+                {
+                    "track_id": 17,
+                    "label": "car",
+                    "score": 0.91,
+                    "box": {"x1": 0.1, "y1": 0.2, "x2": 0.3, "y2": 0.4},
+                },
+                {
+                    "track_id": 18,
+                    "label": "motorcycle",
+                    "score": 0.84,
+                    "box": {"x1": 0.5, "y1": 0.5, "x2": 0.6, "y2": 0.7},
+                },
+            ],
+            "measurements": {"seq": float(seq), "dwell_s": 64.0},
+            "evidence": [
+                {"kind": "snapshot_annotated", "sha256": sha, "content_type": "image/jpeg", "size": 182_331},
+                {
+                    "kind": "snapshot_clean",
+                    "sha256": sha[::-1],
+                    "content_type": "image/jpeg",
+                    "size": 175_002,
+                },
+                {"kind": "clip", "sha256": sha[1:] + "0", "content_type": "video/mp4", "size": 2_113_220},
+            ],
+            "model": {"name": "yolo11n.onnx", "sha256": "a" * 64},
+            "config_version": 3,
+        }
+    ).to_json()
+
+
+def _publisher(
+    port: int, nodes: list[str], cameras: dict[str, list[str]], count: int, rate: float, q: Any
+) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    clients = {}
+    for node in nodes:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"node-{node}", clean_session=False)
+        c.max_inflight_messages_set(100)
+        c.connect("127.0.0.1", port, keepalive=60)
+        c.loop_start()
+        clients[node] = c
+    payloads = []
+    for i in range(count):
+        node = nodes[i % len(nodes)]
+        cams = cameras[node]
+        payloads.append((node, cams[i % len(cams)], i))
+    q.put(("ready", len(nodes)))
+    start = time.time()
+    infos = []
+    for n, (node, cam, i) in enumerate(payloads):
+        if rate > 0:
+            due = start + n / rate
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        infos.append(clients[node].publish(f"{PREFIX}/nodes/{node}/events", _event_json(node, cam, i), qos=1))
+    for info in infos:
+        info.wait_for_publish(timeout=120)
+    q.put(("done", time.time() - start, sum(1 for i in infos if i.is_published())))
+    for c in clients.values():
+        c.disconnect()
+        c.loop_stop()
+
+
+def _worker(db_url: str, port: int, index: int, stop: Any) -> None:
+    import logging
+
+    from central.db.session import Database
+    from central.messaging.ingest import Ingestor
+    from central.messaging.subscriber import MqttSubscriber
+    from edge_agent.contract import Topics
+
+    logging.basicConfig(level=logging.WARNING)
+    db = Database(db_url)
+    topics = Topics(PREFIX)
+    ingestor = Ingestor(db, topics, require_enrollment=True)
+    sub = MqttSubscriber(
+        ingestor,
+        topics,
+        host="127.0.0.1",
+        port=port,
+        client_id=f"central-bench-{index}",
+        shared_group="central",
+        batch_max=500,
+        batch_wait_s=0.02,
+    )
+    sub.start()
+    stop.wait()
+    sub.stop()
+    db.dispose()
+
+
+def _mosquitto(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    conf = tmp / "mosquitto.conf"
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        "persistence true",
+        f"persistence_location {tmp}/",
+        "autosave_interval 30",
+        "max_queued_messages 0",
+        "max_inflight_messages 1000",
+        f"log_dest file {tmp / 'mosquitto.log'}",
+    ]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    conf.write_text("\n".join(lines) + "\n")
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    from sqlalchemy import create_engine, text
+
+    from central.db import migrate
+    from central.db.models import NodeRow
+    from central.db.session import Database
+    from tests import pg
+
+    bindir = pg.find_bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL server binaries not found (apt-get install postgresql)")
+    server = pg.start_server(bindir)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    port = _free_port()
+    broker = _mosquitto(tmp, port)
+    procs: list[mp.Process] = []
+    stop = mp.Event()
+    try:
+        url = server.url
+        migrate.upgrade(url)
+        nodes = [f"node-{i:03d}" for i in range(args.nodes)]
+        cameras = {
+            n: [f"{n}-cam-{c}" for c in range(args.cameras // args.nodes + (i < args.cameras % args.nodes))]
+            for i, n in enumerate(nodes)
+        }
+        db = Database(url)
+        with db.session() as s:
+            t0 = datetime.now(UTC)
+            for n in nodes:
+                s.add(NodeRow(node_id=n, name=n, mqtt_username=n, enrolled_at=t0, enrolled_by="bench"))
+        db.dispose()
+        engine = create_engine(url)
+        with engine.connect() as c:
+            fsync = c.execute(text("SHOW fsync")).scalar()
+            sync_commit = c.execute(text("SHOW synchronous_commit")).scalar()
+        for i in range(workers):
+            p = mp.Process(target=_worker, args=(url, port, i, stop), daemon=True)
+            p.start()
+            procs.append(p)
+        time.sleep(3.0)  # workers connected and subscribed
+        q: Any = mp.Queue()
+        per = [nodes[i :: args.publishers] for i in range(args.publishers)]
+        counts = [
+            args.events // args.publishers + (i < args.events % args.publishers)
+            for i in range(args.publishers)
+        ]
+        pubs = [
+            mp.Process(
+                target=_publisher, args=(port, per[i], cameras, counts[i], args.rate / args.publishers, q)
+            )
+            for i in range(args.publishers)
+        ]
+        for p in pubs:
+            p.start()
+        for _ in pubs:
+            q.get(timeout=120)  # ready
+        first_publish = time.time()
+        seen: dict[str, float] = {}
+        lat: list[float] = []
+        published_ok = 0
+        done = 0
+        deadline = time.time() + args.timeout
+        last_len = -1
+        stall_since = time.time()
+        with engine.connect() as c:
+            while time.time() < deadline:
+                rows = c.execute(
+                    text("SELECT event_id, started_at FROM events WHERE started_at >= :since"),
+                    {"since": datetime.now(UTC) - timedelta(seconds=args.window_s)},
+                ).fetchall()
+                c.commit()
+                now = time.time()
+                for eid, started in rows:
+                    if eid not in seen:
+                        seen[eid] = now
+                        lat.append(now - started.timestamp())
+                while not q.empty():
+                    msg = q.get()
+                    if msg[0] == "done":
+                        done += 1
+                        published_ok += msg[2]
+                total_rows = c.execute(text("SELECT COUNT(*) FROM events")).scalar() or 0
+                c.commit()
+                if total_rows >= args.events and done == len(pubs):
+                    break
+                if total_rows != last_len:
+                    last_len, stall_since = total_rows, now
+                elif now - stall_since > 30:
+                    break
+                time.sleep(0.05)
+            last_visible = max(seen.values()) if seen else time.time()
+            total_rows = int(c.execute(text("SELECT COUNT(*) FROM events")).scalar() or 0)
+            distinct = int(c.execute(text("SELECT COUNT(DISTINCT event_id) FROM events")).scalar() or 0)
+            seqs = {
+                int(v)
+                for (v,) in c.execute(text("SELECT (measurements->>'seq')::float FROM events")).fetchall()
+            }
+            dead = int(c.execute(text("SELECT COUNT(*) FROM dead_letters")).scalar() or 0)
+        engine.dispose()
+        elapsed = last_visible - first_publish
+        lat.sort()
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 3) if lat else None
+
+        return {
+            "workers": workers,
+            "nodes": args.nodes,
+            "cameras": args.cameras,
+            "events": args.events,
+            "rate_target": args.rate,
+            "published_acked_by_broker": published_ok,
+            "rows": total_rows,
+            "distinct": distinct,
+            "lost": args.events - len(seqs & set(range(args.events))),
+            "duplicates": total_rows - distinct,
+            "dead_letters": dead,
+            "seconds": round(elapsed, 2),
+            "events_per_s": round(total_rows / elapsed, 1) if elapsed > 0 else None,
+            "latency_p50_s": pct(0.50),
+            "latency_p95_s": pct(0.95),
+            "latency_max_s": pct(1.0),
+            "latency_samples": len(lat),
+            "postgres": {"fsync": fsync, "synchronous_commit": sync_commit},
+            "load_after": os.getloadavg(),
+            "cpus": os.cpu_count(),
+        }
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+        broker.terminate()
+        broker.wait(10)
+        pg.stop_server(server)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=200)
+    p.add_argument("--cameras", type=int, default=1100)
+    p.add_argument("--events", type=int, default=20_000)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--publishers", type=int, default=2, help="publisher processes the nodes are spread over")
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="target events/s in total (0: as fast as possible)"
+    )
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--window-s", type=float, default=120.0, help="how far back the visibility poller looks")
+    p.add_argument("--json", type=Path, help="write the results here")
+    args = p.parse_args()
+    results = []
+    for w in args.workers:
+        r = run(w, args)
+        print(json.dumps(r), flush=True)
+        results.append(r)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0 if all(r["lost"] == 0 and r["duplicates"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    mp.set_start_method("spawn")
+    sys.exit(main())
