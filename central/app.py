@@ -28,6 +28,7 @@ from central.context import Central
 from central.db import migrate
 from central.db.session import Database
 from central.evidence import EvidenceStore
+from central.evidence_s3 import S3EvidenceStore, S3Location
 from central.fleet.service import Fleet
 from central.messaging.client import BrokerAddress
 from central.messaging.embedded import embedded_settings, start_embedded
@@ -138,6 +139,21 @@ def _session_secret(settings: Settings) -> str:
     return generate_secret_key()
 
 
+def make_evidence_store(settings: Settings, clock: Callable[[], datetime]) -> EvidenceStore:
+    """The filesystem store under data_dir, or S3 when ``STREETWATCH_S3_BUCKET`` is set."""
+    if settings.s3_bucket is None:
+        return EvidenceStore(settings.evidence_dir, max_bytes=settings.max_evidence_bytes, clock=clock)
+    location = S3Location(
+        settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url, settings.s3_region
+    )
+    log.info(
+        "evidence store: s3://%s/%s (%s)", location.bucket, location.prefix, location.endpoint_url or "AWS"
+    )
+    return S3EvidenceStore(
+        location, settings.evidence_dir, max_bytes=settings.max_evidence_bytes, clock=clock
+    )
+
+
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     """Build the central app; services start in its lifespan (``with TestClient(app)`` or uvicorn)."""
     settings = settings if settings is not None else Settings()  # required fields come from the environment
@@ -155,7 +171,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             require_enrollment=settings.ingest_require_enrollment,
             max_event_bytes=settings.ingest_max_event_bytes,
         ),
-        evidence=EvidenceStore(settings.evidence_dir, max_bytes=settings.max_evidence_bytes, clock=clock),
+        evidence=make_evidence_store(settings, clock),
         clock=clock,
     )
     fleet = Fleet(central)  # node enrollment, broker files, remote config (central/fleet)

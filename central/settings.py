@@ -185,6 +185,19 @@ class Settings(BaseSettings):
             "characters). One shared token until per-node enrollment exists."
         ),
     )
+    s3_bucket: str | None = Field(
+        default=None,
+        description="Keep evidence in this S3-compatible bucket (AWS S3, MinIO, Ceph RGW) instead of data_dir; "
+        "credentials come from boto3's chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile, instance role).",
+    )
+    s3_prefix: str = Field(
+        default="evidence/", max_length=256, description="Key prefix of evidence objects in the bucket."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 endpoint of MinIO/Ceph (e.g. https://minio.internal:9000); unset for AWS.",
+    )
+    s3_region: str | None = Field(default=None, description="S3 region (AWS); MinIO/Ceph accept any.")
     max_evidence_bytes: int = Field(
         default=50 * 1024 * 1024, gt=0, description="Largest evidence upload accepted, in bytes."
     )

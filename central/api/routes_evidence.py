@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +25,7 @@ from central.evidence import (
     check_content_type,
     check_sha256,
 )
+from central.evidence_s3 import S3EvidenceStore
 
 router = APIRouter(tags=["evidence"])
 
@@ -82,13 +83,30 @@ async def upload_evidence(
 
 
 @router.get("/evidence/{sha256}", response_class=FileResponse)
-def get_evidence(sha256: str, user: ApiUser, db: DbSession, central: CentralDep) -> FileResponse:
+def get_evidence(sha256: str, user: ApiUser, db: DbSession, central: CentralDep) -> Response:
     """The stored bytes (logged-in users only); content-addressed, so cacheable forever in the browser."""
     try:
         check_sha256(sha256)
     except EvidenceError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence") from None
     row = db.get(EvidenceRow, sha256)
+    store = central.evidence
+    if isinstance(store, S3EvidenceStore):  # streamed from the object store, never staged on disk
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence")
+        try:
+            chunks = store.open(sha256)
+        except EvidenceError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence") from None
+        return StreamingResponse(
+            chunks,
+            media_type=row.content_type,
+            headers={
+                "Content-Length": str(row.size),
+                "Cache-Control": "private, max-age=31536000, immutable",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
     path = central.evidence.path_of(sha256)
     if row is None or not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence")
