@@ -94,7 +94,7 @@ def _event_json(node: str, camera: str, seq: int) -> bytes:
 
 
 def _publisher(
-    port: int, nodes: list[str], cameras: dict[str, list[str]], count: int, rate: float, q: Any
+    port: int, nodes: list[str], cameras: dict[str, list[str]], first: int, count: int, rate: float, q: Any
 ) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
