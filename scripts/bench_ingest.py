@@ -260,7 +260,8 @@ def run(workers: int, args: argparse.Namespace) -> dict[str, Any]:
         ]
         pubs = [
             mp.Process(
-                target=_publisher, args=(port, per[i], cameras, counts[i], args.rate / args.publishers, q)
+                target=_publisher,
+                args=(port, per[i], cameras, sum(counts[:i]), counts[i], args.rate / args.publishers, q),
             )
             for i in range(args.publishers)
         ]
