@@ -33,6 +33,7 @@ from central.fleet.service import Fleet
 from central.messaging.client import BrokerAddress
 from central.messaging.embedded import embedded_settings, start_embedded
 from central.messaging.ingest import Ingestor
+from central.messaging.retention import prune_dead_letters
 from central.messaging.subscriber import MqttSubscriber
 from central.settings import Settings, generate_secret_key
 from central.users import bootstrap_admin
@@ -105,6 +106,12 @@ def start_services(central: Central) -> None:
         workers=settings.ingest_workers,
         batch_max=settings.ingest_batch_max,
         batch_wait_s=settings.ingest_batch_wait_s,
+        housekeeping=lambda: prune_dead_letters(
+            central.db,
+            central.clock(),
+            retention_days=settings.dead_letter_retention_days,
+            max_rows=settings.dead_letter_max_rows,
+        ),
     )
     central.subscriber.start()
     if central.broker is not None and not central.subscriber.wait_connected(EMBEDDED_CONNECT_TIMEOUT_S):

@@ -144,6 +144,15 @@ class Settings(BaseSettings):
         le=16 * 1024 * 1024,
         description="Largest event payload accepted; bigger ones are dead-lettered (payload truncated).",
     )
+    dead_letter_retention_days: float = Field(
+        default=30.0, gt=0.0, le=3650.0, description="Dead letters older than this are deleted."
+    )
+    dead_letter_max_rows: int = Field(
+        default=100_000,
+        ge=100,
+        le=100_000_000,
+        description="At most this many dead letters are kept (the oldest go first); each keeps <= 64 KiB.",
+    )
     ingest_stall_s: float = Field(
         default=60.0,
         gt=0.0,

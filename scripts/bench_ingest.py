@@ -352,6 +352,59 @@ def run(workers: int, args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def direct(args: argparse.Namespace) -> dict[str, Any]:
+    """Ingest alone (no broker): ``ingest_batch`` on durable PostgreSQL, wall and CPU seconds per event -- the
+    figure that says how many cores a target rate needs, independent of how loaded the machine is."""
+    from central.db import migrate
+    from central.db.models import NodeRow
+    from central.db.session import Database
+    from central.messaging.ingest import Ingestor
+    from edge_agent.contract import Topics
+    from tests import pg
+
+    bindir = pg.find_bindir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL server binaries not found")
+    pg._launch = _durable_launch
+    server = pg.start_server(bindir)
+    try:
+        migrate.upgrade(server.url)
+        db = Database(server.url)
+        nodes = [f"node-{i:03d}" for i in range(args.nodes)]
+        with db.session() as s:
+            for n in nodes:
+                s.add(
+                    NodeRow(
+                        node_id=n, name=n, mqtt_username=n, enrolled_at=datetime.now(UTC), enrolled_by="b"
+                    )
+                )
+        msgs = [
+            (
+                f"{PREFIX}/nodes/{nodes[i % len(nodes)]}/events",
+                _stamp(_event_json(nodes[i % len(nodes)], "c", i)),
+            )
+            for i in range(args.events)
+        ]
+        ingestor = Ingestor(db, Topics(PREFIX), require_enrollment=True)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        for start in range(0, len(msgs), args.batch):
+            ingestor.ingest_batch(msgs[start : start + args.batch])
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        db.dispose()
+        return {
+            "mode": "direct ingest_batch (no broker)",
+            "events": args.events,
+            "batch": args.batch,
+            "wall_s": round(wall, 2),
+            "events_per_s_wall": round(args.events / wall, 1),
+            "cpu_ms_per_event": round(1000 * cpu / args.events, 3),
+            "events_per_cpu_s": round(args.events / cpu, 1),
+            "load": os.getloadavg(),
+        }
+    finally:
+        pg.stop_server(server)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", type=int, default=200)
@@ -365,7 +418,12 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--window-s", type=float, default=120.0, help="how far back the visibility poller looks")
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--direct", action="store_true", help="measure ingest_batch alone (CPU per event)")
+    p.add_argument("--batch", type=int, default=500, help="batch size of --direct")
     args = p.parse_args()
+    if args.direct:
+        print(json.dumps(direct(args)), flush=True)
+        return 0
     results = []
     for w in args.workers:
         r = run(w, args)

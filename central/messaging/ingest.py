@@ -260,7 +260,9 @@ class Ingestor:
                 topic, payload = messages[0]
                 kind = self._kind(topic)
                 return [
-                    self._count(kind, self.dead_letter(topic, payload, f"database refused it: {exc.orig}"))
+                    self._count(
+                        kind, self.dead_letter(topic, payload, f"database refused the {kind}: {exc.orig}")
+                    )
                 ]
             except IntegrityError:
                 if attempt == BATCH_ATTEMPTS:

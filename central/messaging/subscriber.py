@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -61,6 +62,7 @@ class MqttSubscriber:
         batch_max: int = 500,
         batch_wait_s: float = 0.02,
         mqtt5: bool = False,
+        housekeeping: Callable[[], object] | None = None,
     ) -> None:
         self._ingestor = ingestor
         self.shared_group = shared_group
@@ -82,6 +84,7 @@ class MqttSubscriber:
             workers=workers,
             batch_max=batch_max,
             batch_wait_s=batch_wait_s,
+            housekeeping=housekeeping,
         )
         events = topics.all_events()
         if shared_group is not None:

@@ -83,6 +83,8 @@ class IngestWorkers:
         batch_wait_s: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], bool] | None = None,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_s: float = 300.0,
     ) -> None:
         if workers < 1 or batch_max < 1:
             raise ValueError("workers and batch_max must be >= 1")
@@ -103,6 +105,9 @@ class IngestWorkers:
         self._lock = threading.Lock()
         self.stats = WorkerStats()
         self.last_commit: float | None = None
+        self._housekeeping = housekeeping  # e.g. dead-letter retention; worker 0 runs it every housekeeping_s
+        self._housekeeping_s = housekeeping_s
+        self._next_housekeeping = clock()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -144,6 +149,12 @@ class IngestWorkers:
 
     def _run(self, index: int) -> None:
         while not self._stopping.is_set():
+            if index == 0 and self._housekeeping is not None and self._clock() >= self._next_housekeeping:
+                self._next_housekeeping = self._clock() + self._housekeeping_s
+                try:
+                    self._housekeeping()
+                except Exception:  # the database may be down; next round
+                    log.exception("ingest housekeeping failed")
             try:
                 first = self._queue.get(timeout=0.2)
             except queue.Empty:

@@ -162,6 +162,7 @@ def test_create_app_runs_embedded_broker_and_ingests(make_settings: Callable[...
         embedded_mqtt_port=port,
         mqtt_client_id="central-test-app",
         ingest_require_enrollment=False,  # node-1 is not enrolled; enrollment is tested in test_workers.py
+        embedded_broker="amqtt",  # the embedded Mosquitto: tests/e2e/test_delivery_embedded.py
     )
     app = create_app(settings)
     event = make_event()
@@ -174,7 +175,7 @@ def test_create_app_runs_embedded_broker_and_ingests(make_settings: Callable[...
             "host": "127.0.0.1",
             "port": port,
             "client_id": "central-test-app",
-            "broker": f"amqtt (embedded) on 127.0.0.1:{port}",
+            "broker": f"amqtt (embedded, anonymous, no ACL) on 127.0.0.1:{port}",
         }
         with publisher("127.0.0.1", port) as node:
             publish(node, TOPICS.events("node-1"), event.to_json())

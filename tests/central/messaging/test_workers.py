@@ -246,3 +246,18 @@ def test_two_workers_racing_on_the_same_ids_keep_one_row_each_in_phase_order(
     assert len(every) == 2 * len(messages)
     applied = every.count(IngestResult.INSERTED) + every.count(IngestResult.UPDATED)
     assert 60 <= applied <= 180 and IngestResult.DEAD_LETTER not in every
+
+
+def test_dead_letters_are_pruned_by_age_then_by_quota(db: Database, clock: FakeClock) -> None:
+    from central.messaging.retention import prune_dead_letters
+
+    ingestor = Ingestor(db, TOPICS, clock=clock)
+    for i in range(3):
+        ingestor.dead_letter(TOPICS.events("node-1"), b"old %d" % i, "bad")
+    clock.advance(40 * 86_400)
+    for i in range(5):
+        ingestor.dead_letter(TOPICS.events("node-1"), b"new %d" % i, "bad")
+    assert prune_dead_letters(db, clock.now, retention_days=30, max_rows=3) == 3 + 2
+    with db.session() as session:
+        kept = list(session.scalars(select(DeadLetterRow.payload).order_by(DeadLetterRow.id)))
+    assert kept == ["new 2", "new 3", "new 4"]  # the newest within the quota
