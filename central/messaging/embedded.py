@@ -33,7 +33,7 @@ def broker_dir(settings: Settings) -> Path:
 
 def uses_mosquitto(settings: Settings) -> bool:
     """True when central embeds Mosquitto (no external broker, and Mosquitto chosen or found)."""
-    if settings.mqtt_host is not None or settings.embedded_broker == "amqtt":
+    if not settings.mqtt_enabled or settings.mqtt_host is not None or settings.embedded_broker == "amqtt":
         return False
     if settings.embedded_broker == "mosquitto":
         return True
