@@ -252,7 +252,11 @@ class Ingestor:
             try:
                 with self._db.session() as session:
                     standing = self._standing(session, messages)
-                    outcomes = [self._apply(session, t, p, standing) for t, p in messages]
+                    fresh = self._insert_new(session, messages, standing)
+                    outcomes = [
+                        fresh.get(i) or self._apply(session, t, p, standing)
+                        for i, (t, p) in enumerate(messages)
+                    ]
                 break
             except DataError as exc:
                 if len(messages) > 1:
@@ -300,6 +304,37 @@ class Ingestor:
         if kind == "status" and node is not None:
             return kind, self._ingest_status(session, node, topic, payload)
         return kind, self._dead_letter_in(session, topic, payload, "unexpected topic for central ingest")
+
+    def _insert_new(
+        self, session: Session, messages: Sequence[tuple[str, bytes]], standing: dict[str, str | None]
+    ) -> dict[int, tuple[str, IngestResult]]:
+        """The fast path of a batch: one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` for the first
+        message of every event id; returns {index: ("event", INSERTED)} for the rows it created. Everything
+        else (later phases, ids that exist, bad input) goes through ``_apply`` one message at a time."""
+        now = self._clock()
+        firsts: dict[str, tuple[int, dict[str, Any]]] = {}
+        for i, (topic, payload) in enumerate(messages):
+            node = self._topics.node_of(topic)
+            if node is None or topic != self._topics.events(node) or len(payload) > self.max_event_bytes:
+                continue
+            if standing.get(node) is not None:
+                continue
+            try:
+                event = Event.from_json(payload)
+            except ValidationError:
+                continue
+            event_id = str(event.event_id)
+            if event.node_id == node and event_id not in firsts:
+                firsts[event_id] = (i, _row_values(_new_event_row(event, now)))
+        if not firsts:
+            return {}
+        rows = [values for _, values in firsts.values()]
+        if any(set(r) != set(rows[0]) for r in rows):
+            return {}  # a column without a scalar default: leave it to the one-by-one path
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = insert(EventRow).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
+        created = set(session.execute(statement.returning(EventRow.event_id)).scalars())
+        return {firsts[e][0]: ("event", IngestResult.INSERTED) for e in created}
 
     def _standing(self, session: Session, messages: Sequence[tuple[str, bytes]]) -> dict[str, str | None]:
         """node id -> why its events do not count (None: enrolled); one query per batch."""
@@ -467,6 +502,19 @@ def _insert_if_new(session: Session, row: EventRow) -> bool:
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(EventRow).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
     return session.execute(statement.returning(EventRow.event_id)).scalar() is not None
+
+
+def _row_values(row: EventRow) -> dict[str, Any]:
+    """Every column of a new row for a Core insert (scalar column defaults applied, so all rows share keys)."""
+    values: dict[str, Any] = {}
+    for column in EventRow.__table__.columns:
+        value = getattr(row, column.key, None)
+        default = column.default
+        if value is None and default is not None and getattr(default, "is_scalar", False):
+            value = getattr(default, "arg", None)
+        if value is not None or column.nullable:
+            values[column.name] = value
+    return values
 
 
 def _new_event_row(event: Event, now: datetime) -> EventRow:
