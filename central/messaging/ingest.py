@@ -56,7 +56,8 @@ IDENTITY_FIELDS = ("node_id", "camera_id", "zone_id", "rule_id", "type")
 # A dead letter keeps this much of the payload (enough to read what went wrong; the size is recorded).
 MAX_DEAD_LETTER_BYTES = 64 * 1024
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
-BATCH_ATTEMPTS = 3
+BATCH_ATTEMPTS = 6
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "55P03"})  # deadlock, serialization failure, lock timeout
 
 
 class IngestResult(StrEnum):
@@ -273,10 +274,14 @@ class Ingestor:
                     raise
                 log.debug("ingest batch lost a unique-key race (attempt %d); retrying", attempt)
             except OperationalError as exc:
-                # SQLite: another writer (a second worker) holds the write lock past the busy timeout, or our
-                # read snapshot went stale when it committed; waiting and redoing the batch is the remedy.
-                if attempt == BATCH_ATTEMPTS or "locked" not in str(exc.orig):
+                # Concurrent workers: SQLite's write lock held past the busy timeout (or a stale read snapshot),
+                # PostgreSQL's deadlock detector or a serialization failure aborted us. Nothing was committed;
+                # waiting a little and redoing the batch is the remedy.
+                if attempt == BATCH_ATTEMPTS or not _retryable(exc):
                     raise
+                log.info(
+                    "ingest batch aborted by a concurrent worker (%s); retrying", type(exc.orig).__name__
+                )
                 time.sleep(0.05 * attempt)
         return [self._count(kind, result) for kind, result in outcomes]
 
@@ -328,7 +333,7 @@ class Ingestor:
                 firsts[event_id] = (i, _row_values(_new_event_row(event, now)))
         if not firsts:
             return {}
-        rows = [values for _, values in firsts.values()]
+        rows = [firsts[e][1] for e in sorted(firsts)]  # one lock order for every worker: fewer deadlocks
         if any(set(r) != set(rows[0]) for r in rows):
             return {}  # a column without a scalar default: leave it to the one-by-one path
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
@@ -481,6 +486,11 @@ class Ingestor:
             )
         )
         return IngestResult.DEAD_LETTER
+
+
+def _retryable(exc: OperationalError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in RETRYABLE_SQLSTATES or "locked" in str(exc.orig)
 
 
 def _storable_text(text: str) -> str:
