@@ -223,13 +223,16 @@ class EmbeddedMosquitto:
         """Write the config and start Mosquitto; the password and ACL files must exist (central writes them)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         config = self.directory / "mosquitto.conf"
+        _stop_stale(self.pid_file, config)
         config.write_text(
             mosquitto_config(
                 self.host, self.port, self.directory, self.password_file, self.acl_file, self.pid_file
             )
         )
         self._process = subprocess.Popen(
-            [self.binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [self.binary, "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + self._start_timeout_s
         address = (connect_host(self.host), self.port)
@@ -268,6 +271,24 @@ class EmbeddedMosquitto:
     def _log_tail(self) -> str:
         path = self.directory / "mosquitto.log"
         return path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
+
+
+def _stop_stale(pid_file: Path, config: Path) -> None:
+    """A central that was SIGKILLed leaves its Mosquitto running on the port: stop that one (only if its command
+    line names our config file, so an unrelated process that reused the pid is left alone)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if pid > 1 and str(config).encode() in cmdline:
+        log.warning("stopping the embedded Mosquitto (pid %d) left behind by a previous central", pid)
+        with contextlib.suppress(OSError):
+            os.kill(pid, 15)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.05)
 
 
 def connect_host(bind_host: str) -> str:
