@@ -261,3 +261,34 @@ def test_dead_letters_are_pruned_by_age_then_by_quota(db: Database, clock: FakeC
     with db.session() as session:
         kept = list(session.scalars(select(DeadLetterRow.payload).order_by(DeadLetterRow.id)))
     assert kept == ["new 2", "new 3", "new 4"]  # the newest within the quota
+
+
+def test_healthz_reports_the_lag_and_turns_unhealthy_when_ingest_stalls(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from central.app import create_app
+
+    app = create_app(make_settings(ingest_stall_s=60))
+    now = [1000.0]
+    with TestClient(app) as client:
+        central = app.state.central
+        rec = Recorder()
+        workers = IngestWorkers(
+            central.ingestor, TOPICS, ack=rec.ack, publish=rec.publish, clock=lambda: now[0]
+        )
+        central.subscriber = SimpleNamespace(
+            connected=True, host="mq", port=1883, client_id="c", workers=workers
+        )
+        try:
+            assert client.get("/healthz").status_code == 200
+            workers.submit(message(TOPICS.events("node-1"), make_event().to_json()))  # no worker running
+            now[0] += 30.0
+            body = client.get("/healthz").json()
+            assert body["ingest"]["lag_s"] == 30.0 and body["ingest"]["queued"] == 1
+            now[0] += 31.0  # the database is locked: nothing commits for over a minute
+            r = client.get("/healthz")
+            assert r.status_code == 503 and r.json()["ingest"]["stalled"] is True
+        finally:
+            central.subscriber = None
