@@ -73,7 +73,7 @@ def api_list_events(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.message) from None
     rows = review.list_events(db, status_filter, type_filter, limit_value)
     stored = review.stored_evidence(db, rows)
-    return [EventOut.of(row, stored) for row in rows]
+    return [EventOut.of(row, stored, user.role) for row in rows]
 
 
 def _event_or_404(db: DbSession, event_id: str) -> EventRow:
@@ -87,7 +87,7 @@ def _event_or_404(db: DbSession, event_id: str) -> EventRow:
 def api_get_event(event_id: str, user: ApiUser, db: DbSession) -> EventDetailOut:
     """One event with its decision history."""
     row = _event_or_404(db, event_id)
-    return EventDetailOut.of(row, review.stored_evidence(db, [row]))
+    return EventDetailOut.of(row, review.stored_evidence(db, [row]), user.role)
 
 
 @router.post("/events/{event_id}/decision", response_model=EventDetailOut)
@@ -114,7 +114,7 @@ def api_decide(
         )
         raise HTTPException(code, exc.message) from None
     db.commit()
-    return EventDetailOut.of(row, review.stored_evidence(db, [row]))
+    return EventDetailOut.of(row, review.stored_evidence(db, [row]), user.role)
 
 
 @router.get("/dead-letters", response_model=list[DeadLetterOut])

@@ -11,13 +11,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from central.api.deps import ApiUser, CentralDep, DbSession, NodeAuth
 from central.api.schemas import ErrorOut, EvidenceUploadOut
 from central.context import Central
-from central.db.models import EvidenceRow
+from central import originals
+from central.db.models import EventRow, EvidenceRow
 from central.evidence import (
     EvidenceError,
     PendingUpload,
@@ -31,10 +33,14 @@ router = APIRouter(tags=["evidence"])
 _ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorOut} for code in (401, 413, 415, 422)}
 
 
-def _commit(central: Central, upload: PendingUpload, sha256: str, content_type: str) -> StoredEvidence:
+def _commit(
+    central: Central, upload: PendingUpload, sha256: str, content_type: str, kind: str | None
+) -> StoredEvidence:
     # Runs in the thread pool: fsync and the database write must not stall the event loop.
     try:
         with central.db.session() as session:
+            # An original is marked restricted in the same transaction that makes its bytes readable.
+            originals.mark_restricted(session, [(sha256, kind or "")], central.clock())
             return central.evidence.commit(session, upload, sha256, content_type)
     except IntegrityError:
         # A concurrent upload of the same bytes recorded the row first; the file is identical either way.
@@ -54,6 +60,7 @@ async def upload_evidence(
     node: NodeAuth,  # the shared node token or an enrolled node's own token (401 otherwise)
     content_type: Annotated[str | None, Header()] = None,
     content_length: Annotated[int | None, Header()] = None,
+    x_evidence_kind: Annotated[str | None, Header(max_length=32)] = None,
 ) -> JSONResponse:
     """Store the request body under its SHA-256 after re-hashing it (body = raw bytes)."""
     try:
@@ -69,7 +76,7 @@ async def upload_evidence(
         except BaseException:
             upload.discard()
             raise
-        stored = await run_in_threadpool(_commit, central, upload, sha256, media_type)
+        stored = await run_in_threadpool(_commit, central, upload, sha256, media_type, x_evidence_kind)
     except EvidenceError as exc:
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
     body = EvidenceUploadOut(
@@ -90,7 +97,8 @@ def get_evidence(sha256: str, user: ApiUser, db: DbSession, central: CentralDep)
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence") from None
     row = db.get(EvidenceRow, sha256)
     path = central.evidence.path_of(sha256)
-    if row is None or not path.is_file():
+    # Unblurred originals are never served here, whatever the role: only through the audited endpoint.
+    if row is None or not path.is_file() or originals.is_restricted(db, sha256):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence")
     return FileResponse(
         path,
@@ -100,3 +108,48 @@ def get_evidence(sha256: str, user: ApiUser, db: DbSession, central: CentralDep)
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+class OriginalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=1,
+        max_length=originals.MAX_REASON_LENGTH,
+        description="Why the unblurred original is needed (kept in the audit log).",
+    )
+
+
+def original_response(central: Central, found: originals.OriginalFile) -> FileResponse:
+    """The original's bytes; never cached, so a later view needs a new reason and a new audit row."""
+    return FileResponse(
+        central.evidence.path_of(found.sha256),
+        media_type=found.content_type,
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.post(
+    "/api/v1/events/{event_id}/originals/{sha256}",
+    response_class=FileResponse,
+    responses={code: {"model": ErrorOut} for code in (401, 403, 404, 422)},
+)
+def view_original(
+    event_id: str, sha256: str, body: OriginalRequest, user: ApiUser, db: DbSession, central: CentralDep
+) -> FileResponse:
+    """The unblurred original of an event (supervisor/admin, with a reason); each call is an audit row."""
+    row = db.get(EventRow, event_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such event")
+    try:
+        found = originals.open_original(
+            db, row, sha256, username=user.username, role=user.role, reason=body.reason, now=central.clock()
+        )
+    except originals.OriginalError as exc:
+        db.rollback()
+        raise HTTPException(exc.status_code, exc.message) from None
+    if not central.evidence.path_of(sha256).is_file():
+        db.rollback()
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the original's bytes are missing on central")
+    db.commit()
+    return original_response(central, found)

@@ -16,8 +16,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import URL
 
-from central import audit, review
+from central import audit, originals, review
 from central.api.deps import AuthUser, CentralDep, DbSession, OptionalUser, PageUser, login_session
+from central.api.routes_evidence import original_response
 from central.db.models import DecisionKind, EventRow, ReviewStatus
 from central.i18n import choose_language, translate, translator
 from central.security import CSRF_FORM_FIELD, csrf_token, csrf_valid
@@ -215,6 +216,12 @@ def _event_page(
         "reason": reason,  # what the officer typed, kept when the form comes back with an error
         "latest": row.decisions[-1] if row.decisions else None,
         "can_decide": user.role in review.DECIDER_ROLES,
+        "evidence_refs": originals.visible_refs(row.evidence, user.role),
+        "originals": [
+            ref
+            for ref in originals.visible_refs(row.evidence, user.role)
+            if originals.is_restricted_kind(ref.get("kind"))
+        ],
     }
     return render(request, "event.html", context, user=user, status_code=status_code)
 
@@ -276,3 +283,36 @@ def decision_submit(
         "zone": row.zone_id,
     }
     return RedirectResponse("/review", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/events/{event_id}/originals/{sha256}", response_model=None)
+def original_submit(
+    event_id: str,
+    sha256: str,
+    request: Request,
+    user: PageUser,
+    db: DbSession,
+    central: CentralDep,
+    reason: Annotated[str, Form(max_length=originals.MAX_REASON_LENGTH * 2)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    """The unblurred original, for a privileged user who gave a reason; the view is an audit row."""
+    row = db.get(EventRow, event_id)
+    if row is None:
+        return _not_found(request, user)
+    if not csrf_valid(request.session, csrf_token):
+        return _event_page(request, db, user, row, error="error_csrf", status_code=status.HTTP_403_FORBIDDEN)
+    try:
+        found = originals.open_original(
+            db, row, sha256, username=user.username, role=user.role, reason=reason, now=central.clock()
+        )
+    except originals.OriginalError as exc:
+        db.rollback()
+        if exc.status_code == status.HTTP_404_NOT_FOUND:
+            return _not_found(request, user)
+        return _event_page(request, db, user, row, error=exc.key, status_code=exc.status_code)
+    if not central.evidence.path_of(sha256).is_file():
+        db.rollback()
+        return _not_found(request, user)
+    db.commit()
+    return original_response(central, found)

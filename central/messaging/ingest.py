@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError
 
 from central.db.models import DeadLetterRow, EventRow, NodeStatusRow
+from central import originals
 from central.db.session import Database
 from edge_agent.contract import Event, EvidenceRef, Heartbeat, NodeStatus, Phase, Topics, utcnow
 
@@ -260,6 +261,9 @@ class Ingestor:
         """Insert or update the row; a ``Conflict`` means the message must become a dead letter."""
         now = self._clock()
         with self._db.session() as session:
+            # Restrict originals first: an event may name a hash before its bytes arrive (conservative
+            # even for a message that turns out stale or conflicting: it only hides bytes).
+            originals.mark_restricted(session, [(r.sha256, r.kind.value) for r in event.evidence], now)
             row = session.get(EventRow, str(event.event_id), with_for_update=True)
             if row is None:
                 session.add(_new_event_row(event, now))
