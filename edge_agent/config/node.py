@@ -43,6 +43,28 @@ class ModelConfig(Strict):
     merge_iou: float = Field(
         default=0.7, gt=0.0, lt=1.0, description="IoU above which a group's boxes merge."
     )
+    rider_association: bool = Field(
+        default=True,
+        description="Raise the score of the best motorcycle/bicycle candidate under each confident rider "
+        "(edge_agent/perception/detector/riders.py): on Vietnamese CCTV the scooter under a rider is often "
+        "found only at 0.03-0.2. Measured on the labelled VN set in docs/benchmarks.md.",
+    )
+    rider_person_min: float = Field(
+        default=0.25, gt=0.0, lt=1.0, description="Person score from which a person counts as a rider."
+    )
+    rider_gain: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="How much of the rider's score lends to the bike: 1 - (1 - bike)(1 - gain * rider).",
+    )
+    rider_floor: float = Field(
+        default=0.03,
+        gt=0.0,
+        lt=1.0,
+        description="Lowest two-wheeler candidate score considered under a rider (decoded below conf_threshold "
+        "for that purpose only; unboosted boxes under conf_threshold are still dropped).",
+    )
 
     @field_validator("input_size")
     @classmethod
@@ -186,7 +208,10 @@ class PrivacyConfig(Strict):
         description="Frames are scaled down to this longest side for the face search (cost vs tiny faces).",
     )
     grow: float = Field(
-        default=0.3, ge=0.0, le=1.0, description="Each face box is widened by this share of its size per side."
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="Each face box is widened by this share of its size per side.",
     )
     temporal_radius: int = Field(
         default=1,

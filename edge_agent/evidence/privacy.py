@@ -59,7 +59,9 @@ def _dynamic_model_bytes(path: Path) -> bytes:
     try:
         import onnx
     except ImportError as err:  # pragma: no cover - onnx is in the edge extra
-        raise PrivacyError("face blurring needs the 'onnx' package (pip install 'streetwatch[edge]')") from err
+        raise PrivacyError(
+            "face blurring needs the 'onnx' package (pip install 'streetwatch[edge]')"
+        ) from err
     try:
         model = onnx.load_from_string(data)
     except Exception as err:  # onnx raises DecodeError and friends
@@ -129,9 +131,9 @@ def _decode(heat: FloatArray, size: FloatArray, offset: FloatArray, threshold: f
     s_w = np.exp(size[1, ys, xs]) * 4
     cy = (ys + offset[0, ys, xs] + 0.5) * 4
     cx = (xs + offset[1, ys, xs] + 0.5) * 4
-    boxes = np.stack(
-        [cx - s_w / 2, cy - s_h / 2, cx + s_w / 2, cy + s_h / 2, heat[ys, xs]], axis=1
-    ).astype(np.float32)
+    boxes = np.stack([cx - s_w / 2, cy - s_h / 2, cx + s_w / 2, cy + s_h / 2, heat[ys, xs]], axis=1).astype(
+        np.float32
+    )
     boxes[:, :4] = np.maximum(boxes[:, :4], 0)
     keep = cv2.dnn.NMSBoxes(
         [[float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])] for b in boxes],
@@ -156,7 +158,9 @@ def blur_boxes(image: Image, boxes: Sequence[Sequence[float]] | FloatArray, grow
         region = out[iy1:iy2, ix1:ix2]
         rh, rw = region.shape[:2]
         cells = max(2, min(6, rw // 2, rh // 2))  # ~6 blocks across a face
-        small = cv2.resize(region, (cells, max(2, round(cells * rh / max(rw, 1)))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            region, (cells, max(2, round(cells * rh / max(rw, 1)))), interpolation=cv2.INTER_AREA
+        )
         mosaic = cv2.resize(small, (rw, rh), interpolation=cv2.INTER_NEAREST)
         k = max(3, (min(rw, rh) // 4) | 1)
         out[iy1:iy2, ix1:ix2] = cv2.GaussianBlur(mosaic, (k, k), 0)

@@ -90,7 +90,9 @@ class Agent:
         )
         anonymizer = None
         if new.evidence.privacy != self.cfg.evidence.privacy:
-            anonymizer = Anonymizer.for_agent(new)  # PrivacyError refuses the config; the old one keeps running
+            anonymizer = Anonymizer.for_agent(
+                new
+            )  # PrivacyError refuses the config; the old one keeps running
         with self._config_lock:
             self._next_cfg = new
             self._next_anonymizer = anonymizer

@@ -151,7 +151,13 @@ def replay(
                     size = (frame.width, frame.height)
                     ctx = Context(cfg.node_id, camera.id, model, cfg.config_version)
                     pipeline = CameraPipeline(
-                        camera, size, detector.detect, ctx, store, sink, evidence=cfg.evidence,
+                        camera,
+                        size,
+                        detector.detect,
+                        ctx,
+                        store,
+                        sink,
+                        evidence=cfg.evidence,
                         anonymizer=anonymizer,
                     )
                     zones_px = {z.id: scale(z.polygon, size[0], size[1]) for z in camera.zones}
