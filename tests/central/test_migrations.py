@@ -14,6 +14,7 @@ from tests.central.conftest import _reset_postgres
 
 TABLES = {"events", "evidence", "decisions", "dead_letters", "users", "audit_log", "node_status"}
 TABLES |= {"nodes", "node_configs", "enrollment_tokens"}  # 0002: fleet
+TABLES |= {"restricted_evidence"}  # 0003: unblurred originals
 
 
 def sqlite_url(tmp_path: Path) -> str:
@@ -43,7 +44,7 @@ def test_upgrade_creates_all_tables_on_an_empty_sqlite(tmp_path: Path) -> None:
     assert migrate.current_revision(url) is None  # also creates the parent folders
     migrate.upgrade(url)
     assert table_names(url) == TABLES | {"alembic_version"}
-    assert migrate.current_revision(url) == migrate.head_revision() == "0002"
+    assert migrate.current_revision(url) == migrate.head_revision() == "0003"
 
 
 def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
@@ -61,7 +62,7 @@ def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
     engine.dispose()
-    assert migrate.current_revision(url) == "0002"
+    assert migrate.current_revision(url) == "0003"
 
 
 def test_migration_matches_the_models(tmp_path: Path) -> None:
