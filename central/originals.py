@@ -102,7 +102,9 @@ def open_original(
             422, "error_original_reason", f"give a reason of at least {MIN_REASON_LENGTH} characters"
         )
     if len(reason) > MAX_REASON_LENGTH:
-        raise OriginalError(422, "error_reason_too_long", f"reason is longer than {MAX_REASON_LENGTH} characters")
+        raise OriginalError(
+            422, "error_reason_too_long", f"reason is longer than {MAX_REASON_LENGTH} characters"
+        )
     ref = next(
         (r for r in event.evidence if r.get("sha256") == sha256 and is_restricted_kind(r.get("kind"))), None
     )

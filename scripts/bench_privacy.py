@@ -71,7 +71,9 @@ def found(face: list[int], dets: FloatArray) -> bool:
 def covered(face: list[int], original: Image, blurred: Image) -> bool:
     """>= 70 % of the face box's pixels changed by the blur (the pixel-level truth, whatever blurred them)."""
     x1, y1, x2, y2 = face
-    diff = np.abs(original[y1:y2, x1:x2].astype(np.int16) - blurred[y1:y2, x1:x2].astype(np.int16)).max(axis=2)
+    diff = np.abs(original[y1:y2, x1:x2].astype(np.int16) - blurred[y1:y2, x1:x2].astype(np.int16)).max(
+        axis=2
+    )
     return float((diff > 0).mean()) >= 0.7
 
 
@@ -84,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     frames = load_frames(args.assets / "videos" / labels["clip"], {int(k) for k in labels["frames"]})
     faces = {int(k): v for k, v in labels["frames"].items()}
     total = sum(len(v) for v in faces.values())
-    detector = OnnxDetector(ModelConfig(path=args.assets / "models" / "yolo11n_coco_640_int8dyn.onnx", threads=1))
+    detector = OnnxDetector(
+        ModelConfig(path=args.assets / "models" / "yolo11n_coco_640_int8dyn.onnx", threads=1)
+    )
     persons = {}
     for i, image in frames.items():
         d = detector.detect([image])[0]
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 anon.anonymize(image, persons=persons[i])
                 snap_ms.append((time.perf_counter() - t0) * 1000)
             small = cv2.resize(image, (960, 540), interpolation=cv2.INTER_AREA)
-            ok, jpeg = cv2.imencode(".jpg", small)
+            _, jpeg = cv2.imencode(".jpg", small)
             for _ in range(3):
                 t0 = time.perf_counter()
                 anon.anonymize_jpegs([bytes(jpeg.tobytes())], [persons[i] * 0.5])

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from central import originals
 from central.api.deps import ApiUser, CentralDep, DbSession, NodeAuth
 from central.api.schemas import ErrorOut, EvidenceUploadOut
 from central.context import Central
-from central import originals
 from central.db.models import EventRow, EvidenceRow
 from central.evidence import (
     EvidenceError,

@@ -28,8 +28,8 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError
 
-from central.db.models import DeadLetterRow, EventRow, NodeStatusRow
 from central import originals
+from central.db.models import DeadLetterRow, EventRow, NodeStatusRow
 from central.db.session import Database
 from edge_agent.contract import Event, EvidenceRef, Heartbeat, NodeStatus, Phase, Topics, utcnow
 

@@ -181,7 +181,14 @@ def head_boxes(persons: FloatArray, min_height: float = 24.0) -> FloatArray:
     return np.stack([p[:, 0] + 0.05 * w, p[:, 1] - 0.02 * h, p[:, 2] - 0.05 * w, p[:, 1] + 0.25 * h], axis=1)
 
 
-def plate_bands(objects: Sequence[tuple[str, Sequence[float]]], band: float = 0.4) -> list[list[float]]:
+def _decode_jpeg(data: bytes) -> Image | None:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if image is None else np.asarray(image, dtype=np.uint8)
+
+
+def plate_bands(
+    objects: Sequence[tuple[str, Sequence[float] | FloatArray]], band: float = 0.4
+) -> list[list[float]]:
     """The lower ``band`` of each vehicle box, where its plate is (front or rear), for ``blur_plates``."""
     out = []
     for label, xyxy in objects:
@@ -242,7 +249,7 @@ class Anonymizer:
     def anonymize(
         self,
         image: Image,
-        vehicles: Sequence[tuple[str, Sequence[float]]] = (),
+        vehicles: Sequence[tuple[str, Sequence[float] | FloatArray]] = (),
         persons: FloatArray | None = None,
     ) -> tuple[Image, int]:
         """The image as officers may see it, and how many faces were blurred in it.
@@ -278,9 +285,7 @@ class Anonymizer:
         if self.detector is None:
             return list(jpegs)
         t0 = time.monotonic()
-        images: list[Image | None] = [
-            cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs
-        ]
+        images: list[Image | None] = [_decode_jpeg(j) for j in jpegs]
         found = [self.faces(im)[:, :4] if im is not None else np.zeros((0, 4), np.float32) for im in images]
         r = self.cfg.temporal_radius
         out: list[bytes | None] = []

@@ -12,8 +12,8 @@ import os
 import shutil
 import sys
 import tempfile
-import zipfile
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 

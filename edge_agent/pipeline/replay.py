@@ -24,9 +24,9 @@ import numpy as np
 from edge_agent.capture.sources import VideoSource
 from edge_agent.config import AgentConfig, CameraConfig
 from edge_agent.contract import Event, ModelRef
+from edge_agent.evidence.privacy import Anonymizer
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.geometry import scale
-from edge_agent.evidence.privacy import Anonymizer
 from edge_agent.perception.detector.onnx_detector import OnnxDetector
 from edge_agent.pipeline.camera import CameraPipeline
 from edge_agent.pipeline.events import Context

@@ -44,7 +44,9 @@ def read_frames(last: int) -> list[Frame]:
     for i in range(last + 1):
         ok, image = cap.read()
         assert ok, f"{VIDEO} ended at {i}"
-        frames.append(Frame("ped", i, np.asarray(image, np.uint8), 100.0 + i / FPS, WALL0 + timedelta(seconds=i / FPS)))
+        frames.append(
+            Frame("ped", i, np.asarray(image, np.uint8), 100.0 + i / FPS, WALL0 + timedelta(seconds=i / FPS))
+        )
     cap.release()
     return frames
 
@@ -131,7 +133,9 @@ def test_snapshot_and_crops_officers_see_have_every_labelled_face_blurred(
         orig_crop = frame.image[y0 : y0 + crop_img.shape[0], x0 : x0 + crop_img.shape[1]]
         for face in faces:
             fx1, fy1, fx2, fy2 = face
-            inside = fx1 >= x0 and fy1 >= y0 and fx2 <= x0 + crop_img.shape[1] and fy2 <= y0 + crop_img.shape[0]
+            inside = (
+                fx1 >= x0 and fy1 >= y0 and fx2 <= x0 + crop_img.shape[1] and fy2 <= y0 + crop_img.shape[0]
+            )
             if inside and blurred(frame.image, clean, face):
                 assert blurred(orig_crop, crop_img, [fx1 - x0, fy1 - y0, fx2 - x0, fy2 - y0]), (i, face)
                 crops_checked += 1
@@ -152,7 +156,9 @@ def _overlaps(face: list[int], box: np.ndarray) -> bool:
 
 
 @needs_model
-def test_centerface_alone_finds_some_of_the_labelled_faces(frames: list[Frame], anonymizer: Anonymizer) -> None:
+def test_centerface_alone_finds_some_of_the_labelled_faces(
+    frames: list[Frame], anonymizer: Anonymizer
+) -> None:
     """The measurement behind docs/benchmarks.md: the face model alone misses small faces; heads cover them."""
     total = found = 0
     for key, faces in LABELS["frames"].items():
@@ -213,7 +219,9 @@ def test_clip_officers_see_is_blurred_frame_by_frame(
         half = [v // 2 for v in face]
         assert blurred(small, best, half), f"clip: face {face} not blurred"
     x1, y1, x2, y2 = 100, 350, 300, 500
-    assert float(np.abs(small[y1:y2, x1:x2].astype(np.int16) - best[y1:y2, x1:x2].astype(np.int16)).mean()) < 8
+    assert (
+        float(np.abs(small[y1:y2, x1:x2].astype(np.int16) - best[y1:y2, x1:x2].astype(np.int16)).mean()) < 8
+    )
 
 
 def test_blur_boxes_pixelates_only_inside_the_grown_box() -> None:
@@ -228,7 +236,10 @@ def test_blur_boxes_pixelates_only_inside_the_grown_box() -> None:
 @pytest.mark.parametrize(
     ("person", "head"),
     [
-        ([100, 100, 140, 300], [102.0, 96.0, 138.0, 150.0]),  # a standing person: the top quarter, a little above
+        (
+            [100, 100, 140, 300],
+            [102.0, 96.0, 138.0, 150.0],
+        ),  # a standing person: the top quarter, a little above
         ([0, 0, 10, 20], None),  # too small to carry a recognisable face
     ],
 )
@@ -263,12 +274,15 @@ def test_a_missing_face_model_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(PrivacyError):
         Anonymizer.from_config(PrivacyConfig(face_model=bad))
     # off by choice: no model needed
-    assert Anonymizer.from_config(PrivacyConfig(blur_faces=False, face_model=tmp_path / "nope.onnx")).detector is None
+    assert (
+        Anonymizer.from_config(PrivacyConfig(blur_faces=False, face_model=tmp_path / "nope.onnx")).detector
+        is None
+    )
 
 
 def test_a_failing_blur_fails_the_clip_instead_of_sending_it_raw(tmp_path: Path) -> None:
     """Fail closed: if the privacy step raises on the encoder thread, no clip (never the unblurred frames)."""
-    ok, jpeg = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))
+    _, jpeg = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))
     frames = [ClipFrame(float(i), WALL0, bytes(jpeg.tobytes())) for i in range(3)]
     results: list[tuple[bytes | None, str]] = []
 
