@@ -182,8 +182,11 @@ class ClipEncoder:
             self.stats.seconds_encoded += len(job.frames) / job.fps
             job.done(data, "")
 
-    def close(self, timeout_s: float = 30.0) -> None:
+    def close(self, timeout_s: float = 180.0) -> None:
+        """Finish the queued clips (face blurring makes a clip take tens of seconds on a busy small CPU)."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=timeout_s)
+            if self._thread.is_alive():
+                log.error("clip encoder still busy after %.0f s at shutdown: pending clips are lost", timeout_s)
             self._thread = None
