@@ -188,5 +188,7 @@ class ClipEncoder:
             self._queue.put(None)
             self._thread.join(timeout=timeout_s)
             if self._thread.is_alive():
-                log.error("clip encoder still busy after %.0f s at shutdown: pending clips are lost", timeout_s)
+                log.error(
+                    "clip encoder still busy after %.0f s at shutdown: pending clips are lost", timeout_s
+                )
             self._thread = None

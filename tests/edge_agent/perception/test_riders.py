@@ -27,8 +27,16 @@ PERSON, BICYCLE, MOTO = 0, 1, 3
     [
         ([100, 100, 140, 200], [95, 150, 145, 230], True),  # seated: feet inside the bike box, head above it
         ([100, 100, 140, 240], [95, 150, 145, 230], True),  # feet a little below the bike's bottom edge
-        ([100, 100, 140, 300], [95, 150, 145, 230], False),  # standing in front of it: feet on the ground below
-        ([100, 180, 140, 225], [95, 150, 145, 230], False),  # wholly inside the bike box: a part of it, not a rider
+        (
+            [100, 100, 140, 300],
+            [95, 150, 145, 230],
+            False,
+        ),  # standing in front of it: feet on the ground below
+        (
+            [100, 180, 140, 225],
+            [95, 150, 145, 230],
+            False,
+        ),  # wholly inside the bike box: a part of it, not a rider
         ([300, 100, 340, 200], [95, 150, 145, 230], False),  # beside it
         ([100, 100, 140, 140], [95, 150, 145, 230], False),  # above it, not touching
     ],
@@ -93,7 +101,9 @@ def test_the_labelled_set_is_what_the_docs_say(labelled: LabelledSet) -> None:
 def test_association_raises_motorcycle_recall_on_the_vn_set_without_losing_ap(labelled: LabelledSet) -> None:
     """The real model on a third of the set (every third frame), plain vs associated, decoded from the clips."""
     subset = LabelledSet(labelled.classes, labelled.min_height_px, labelled.frames[::3])
-    plain = OnnxDetector(ModelConfig(path=MODEL_640, conf_threshold=0.001, rider_association=False, threads=1))
+    plain = OnnxDetector(
+        ModelConfig(path=MODEL_640, conf_threshold=0.001, rider_association=False, threads=1)
+    )
     assoc = OnnxDetector(ModelConfig(path=MODEL_640, conf_threshold=0.001, threads=1))
     before = evaluate(subset, ASSETS / "videos", lambda im: plain.detect([im])[0])
     after = evaluate(subset, ASSETS / "videos", lambda im: assoc.detect([im])[0])
