@@ -88,6 +88,12 @@ class EvidenceKind(StrEnum):
     SNAPSHOT = "snapshot"
     CLIP = "clip"
     CROP = "crop"
+    # The unblurred clean frame (faces visible). Central stores it restricted: never served by the plain
+    # evidence URL, only to a privileged user who gives a reason, each view audited.
+    SNAPSHOT_ORIGINAL = "snapshot_original"
+
+
+RESTRICTED_KINDS = frozenset({EvidenceKind.SNAPSHOT_ORIGINAL})
 
 
 class EvidenceRef(_Strict):

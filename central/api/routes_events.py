@@ -29,9 +29,9 @@ class ReviewEventOut(EventOut):
     changed_after_decision: bool = Field(description="A node sent a later phase after the decision.")
 
     @classmethod
-    def review_fields(cls, row: EventRow, stored: set[str]) -> dict[str, Any]:
+    def review_fields(cls, row: EventRow, stored: set[str], role: str = "") -> dict[str, Any]:
         return {
-            **cls.fields_of(row, stored),
+            **cls.fields_of(row, stored, role),
             "ward_id": row.ward_id,
             "version": row.version,
             "claimed_by": row.claimed_by,
@@ -41,16 +41,18 @@ class ReviewEventOut(EventOut):
         }
 
     @classmethod
-    def of(cls, row: EventRow, stored: set[str]) -> ReviewEventOut:
-        return cls(**cls.review_fields(row, stored))
+    def of(cls, row: EventRow, stored: set[str], role: str = "") -> ReviewEventOut:
+        return cls(**cls.review_fields(row, stored, role))
 
 
 class ReviewEventDetailOut(ReviewEventOut):
     decisions: list[DecisionOut]
 
     @classmethod
-    def of(cls, row: EventRow, stored: set[str]) -> ReviewEventDetailOut:
-        return cls(**cls.review_fields(row, stored), decisions=[DecisionOut.of(d) for d in row.decisions])
+    def of(cls, row: EventRow, stored: set[str], role: str = "") -> ReviewEventDetailOut:
+        return cls(
+            **cls.review_fields(row, stored, role), decisions=[DecisionOut.of(d) for d in row.decisions]
+        )
 
 
 class EventPageOut(BaseModel):
@@ -136,7 +138,7 @@ def api_list_events(
         raise _refused(exc) from None
     stored = review.stored_evidence(db, page.rows)
     return EventPageOut(
-        events=[ReviewEventOut.of(r, stored) for r in page.rows], next_cursor=page.next_cursor
+        events=[ReviewEventOut.of(r, stored, user.role) for r in page.rows], next_cursor=page.next_cursor
     )
 
 
@@ -144,7 +146,7 @@ def api_list_events(
 def api_get_event(event_id: str, user: ApiUser, db: DbSession) -> ReviewEventDetailOut:
     """One event with its decision history (404 outside the caller's wards)."""
     row = _event(db, _scope(db, user), event_id)
-    return ReviewEventDetailOut.of(row, review.stored_evidence(db, [row]))
+    return ReviewEventDetailOut.of(row, review.stored_evidence(db, [row]), user.role)
 
 
 @router.post("/events/{event_id}/claim", response_model=ReviewEventDetailOut, responses=_ERRORS)
@@ -164,7 +166,7 @@ def api_claim(event_id: str, user: ApiUser, db: DbSession, central: CentralDep) 
         db.rollback()
         raise _refused(exc) from None
     db.commit()
-    return ReviewEventDetailOut.of(row, review.stored_evidence(db, [row]))
+    return ReviewEventDetailOut.of(row, review.stored_evidence(db, [row]), user.role)
 
 
 @router.post("/events/{event_id}/release", response_model=ReviewEventDetailOut, responses=_ERRORS)
@@ -173,7 +175,7 @@ def api_release(event_id: str, user: ApiUser, db: DbSession, central: CentralDep
     row = _event(db, _scope(db, user), event_id)
     review.release(db, row, username=user.username, now=central.clock())
     db.commit()
-    return ReviewEventDetailOut.of(row, review.stored_evidence(db, [row]))
+    return ReviewEventDetailOut.of(row, review.stored_evidence(db, [row]), user.role)
 
 
 @router.post("/events/{event_id}/decision", response_model=ReviewEventDetailOut, responses=_ERRORS)
@@ -197,7 +199,7 @@ def api_decide(
         db.rollback()
         raise _refused(exc) from None
     db.commit()
-    return ReviewEventDetailOut.of(row, review.stored_evidence(db, [row]))
+    return ReviewEventDetailOut.of(row, review.stored_evidence(db, [row]), user.role)
 
 
 @router.post("/events/{event_id}/reopen", response_model=ReviewEventDetailOut, responses=_ERRORS)
@@ -220,4 +222,4 @@ def api_reopen(
         db.rollback()
         raise _refused(exc) from None
     db.commit()
-    return ReviewEventDetailOut.of(row, review.stored_evidence(db, [row]))
+    return ReviewEventDetailOut.of(row, review.stored_evidence(db, [row]), user.role)

@@ -11,10 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from central import audit
+from central import audit, originals
 from central.api.deps import ApiUser, CentralDep, DbSession, NodeAuth
 from central.api.schemas import ErrorOut, EvidenceUploadOut
 from central.context import Central
@@ -27,17 +28,21 @@ from central.evidence import (
     check_sha256,
 )
 from central.evidence_s3 import S3EvidenceStore
-from central.scope import evidence_in_scope, scope_of
+from central.scope import event_in_scope, evidence_in_scope, scope_of
 
 router = APIRouter(tags=["evidence"])
 
 _ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorOut} for code in (401, 413, 415, 422)}
 
 
-def _commit(central: Central, upload: PendingUpload, sha256: str, content_type: str) -> StoredEvidence:
+def _commit(
+    central: Central, upload: PendingUpload, sha256: str, content_type: str, kind: str | None
+) -> StoredEvidence:
     # Runs in the thread pool: fsync and the database write must not stall the event loop.
     try:
         with central.db.session() as session:
+            # An original is marked restricted in the same transaction that makes its bytes readable.
+            originals.mark_restricted(session, [(sha256, kind or "")], central.clock())
             return central.evidence.commit(session, upload, sha256, content_type)
     except IntegrityError:
         # A concurrent upload of the same bytes recorded the row first; the file is identical either way.
@@ -57,6 +62,7 @@ async def upload_evidence(
     node: NodeAuth,  # the shared node token or an enrolled node's own token (401 otherwise)
     content_type: Annotated[str | None, Header()] = None,
     content_length: Annotated[int | None, Header()] = None,
+    x_evidence_kind: Annotated[str | None, Header(max_length=32)] = None,
 ) -> JSONResponse:
     """Store the request body under its SHA-256 after re-hashing it (body = raw bytes)."""
     try:
@@ -72,7 +78,7 @@ async def upload_evidence(
         except BaseException:
             upload.discard()
             raise
-        stored = await run_in_threadpool(_commit, central, upload, sha256, media_type)
+        stored = await run_in_threadpool(_commit, central, upload, sha256, media_type, x_evidence_kind)
     except EvidenceError as exc:
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
     body = EvidenceUploadOut(
@@ -117,7 +123,8 @@ def get_evidence(sha256: str, user: ApiUser, db: DbSession, central: CentralDep)
             },
         )
     path = central.evidence.path_of(sha256)
-    if row is None or not path.is_file():
+    # Unblurred originals are never served here, whatever the role: only through the audited endpoint.
+    if row is None or not path.is_file() or originals.is_restricted(db, sha256):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence")
     audit.record(db, user.username, "evidence.view", f"evidence:{sha256}", {}, at=central.clock())
     db.commit()
@@ -129,3 +136,56 @@ def get_evidence(sha256: str, user: ApiUser, db: DbSession, central: CentralDep)
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+class OriginalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        min_length=1,
+        max_length=originals.MAX_REASON_LENGTH,
+        description="Why the unblurred original is needed (kept in the audit log).",
+    )
+
+
+def has_bytes(central: Central, sha256: str) -> bool:
+    """Whether the evidence store holds ``sha256`` (filesystem or S3)."""
+    store = central.evidence
+    if isinstance(store, S3EvidenceStore):
+        return store.exists(sha256)
+    return store.path_of(sha256).is_file()
+
+
+def original_response(central: Central, found: originals.OriginalFile) -> Response:
+    """The original's bytes; never cached, so a later view needs a new reason and a new audit row."""
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    store = central.evidence
+    if isinstance(store, S3EvidenceStore):
+        return StreamingResponse(store.open(found.sha256), media_type=found.content_type, headers=headers)
+    return FileResponse(store.path_of(found.sha256), media_type=found.content_type, headers=headers)
+
+
+@router.post(
+    "/api/v1/events/{event_id}/originals/{sha256}",
+    response_class=FileResponse,
+    responses={code: {"model": ErrorOut} for code in (401, 403, 404, 422)},
+)
+def view_original(
+    event_id: str, sha256: str, body: OriginalRequest, user: ApiUser, db: DbSession, central: CentralDep
+) -> Response:
+    """The unblurred original of an event in the user's wards (supervisor/admin, with a reason); audited."""
+    row = event_in_scope(db, scope_of(db, user.username, user.role), event_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such event")
+    try:
+        found = originals.open_original(
+            db, row, sha256, username=user.username, role=user.role, reason=body.reason, now=central.clock()
+        )
+    except originals.OriginalError as exc:
+        db.rollback()
+        raise HTTPException(exc.status_code, exc.message) from None
+    if not has_bytes(central, sha256):
+        db.rollback()
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the original's bytes are missing on central")
+    db.commit()
+    return original_response(central, found)

@@ -16,8 +16,9 @@ from fastapi import APIRouter, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from central import queue, review
+from central import originals, queue, review
 from central.api.deps import AuthUser, CentralDep, DbSession, PageUser
+from central.api.routes_evidence import has_bytes, original_response
 from central.api.routes_web import FLASH_KEY, render
 from central.db.models import EventRow, WardRow
 from central.db.wards import CaseEventRow, CaseRow, EventHistoryRow
@@ -220,6 +221,12 @@ def _event_page(
         "changes": _changes(db, row),
         "cases": [c for c in cases if c.id not in in_cases],
         "in_cases": [c for c in cases if c.id in in_cases],
+        "evidence_refs": originals.visible_refs(row.evidence, user.role),
+        "originals": [
+            ref
+            for ref in originals.visible_refs(row.evidence, user.role)
+            if originals.is_restricted_kind(ref.get("kind"))
+        ],
     }
     return render(request, "event.html", context, user=user, status_code=status_code)
 
@@ -384,3 +391,36 @@ def reopen_submit(
         return _refused(request, db, central, user, row, exc, reason)
     db.commit()
     return RedirectResponse(f"/events/{row.event_id}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/events/{event_id}/originals/{sha256}", response_model=None)
+def original_submit(
+    event_id: str,
+    sha256: str,
+    request: Request,
+    user: PageUser,
+    db: DbSession,
+    central: CentralDep,
+    reason: Annotated[str, Form(max_length=originals.MAX_REASON_LENGTH * 2)] = "",
+    csrf_token: Annotated[str | None, Form()] = None,
+) -> Response:
+    """The unblurred original, for a privileged user who gave a reason, in that user's wards; the view is audited."""
+    row = event_in_scope(db, _scope(db, user), event_id)
+    if row is None:
+        return not_found(request, user)
+    if not csrf_valid(request.session, csrf_token):
+        return _event_page(request, db, central, user, row, error="error_csrf", status_code=403)
+    try:
+        found = originals.open_original(
+            db, row, sha256, username=user.username, role=user.role, reason=reason, now=central.clock()
+        )
+    except originals.OriginalError as exc:
+        db.rollback()
+        if exc.status_code == status.HTTP_404_NOT_FOUND:
+            return not_found(request, user)
+        return _event_page(request, db, central, user, row, error=exc.key, status_code=exc.status_code)
+    if not has_bytes(central, sha256):
+        db.rollback()
+        return not_found(request, user)
+    db.commit()
+    return original_response(central, found)

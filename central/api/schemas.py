@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from central import originals
 from central.db.models import DeadLetterRow, DecisionRow, EventRow, Role
 
 
@@ -90,7 +91,8 @@ class EventOut(_Out):
     review_status: str
 
     @classmethod
-    def fields_of(cls, row: EventRow, stored: set[str]) -> dict[str, Any]:
+    def fields_of(cls, row: EventRow, stored: set[str], role: str = "") -> dict[str, Any]:
+        """``role`` decides whether unblurred originals are listed (never with a plain URL: see originals)."""
         return {
             "event_id": row.event_id,
             "node_id": row.node_id,
@@ -111,9 +113,13 @@ class EventOut(_Out):
                     content_type=ref["content_type"],
                     size=ref["size"],
                     stored=ref["sha256"] in stored,
-                    url=f"/evidence/{ref['sha256']}" if ref["sha256"] in stored else None,
+                    url=(
+                        f"/evidence/{ref['sha256']}"
+                        if ref["sha256"] in stored and not originals.is_restricted_kind(ref["kind"])
+                        else None
+                    ),
                 )
-                for ref in row.evidence
+                for ref in originals.visible_refs(row.evidence, role)
             ],
             "model": ModelOut(name=row.model_name, sha256=row.model_sha256),
             "config_version": row.config_version,
@@ -123,17 +129,17 @@ class EventOut(_Out):
         }
 
     @classmethod
-    def of(cls, row: EventRow, stored: set[str]) -> EventOut:
-        return cls(**cls.fields_of(row, stored))
+    def of(cls, row: EventRow, stored: set[str], role: str = "") -> EventOut:
+        return cls(**cls.fields_of(row, stored, role))
 
 
 class EventDetailOut(EventOut):
     decisions: list[DecisionOut]
 
     @classmethod
-    def of(cls, row: EventRow, stored: set[str]) -> EventDetailOut:
+    def of(cls, row: EventRow, stored: set[str], role: str = "") -> EventDetailOut:
         return cls(
-            **cls.fields_of(row, stored),
+            **cls.fields_of(row, stored, role),
             decisions=[DecisionOut.of(decision) for decision in row.decisions],
         )
 

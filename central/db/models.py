@@ -147,6 +147,20 @@ class EvidenceRow(Base):
     path: Mapped[str] = mapped_column(String(255), doc="Relative to the evidence directory.")
 
 
+class RestrictedEvidenceRow(Base):
+    """Evidence central must not serve by its plain URL: unblurred originals (faces visible).
+
+    Its own table, not a column of ``evidence``: a hash is marked by whichever arrives first, the upload (the
+    node names the kind) or an event that references it, so the mark exists before the bytes can be read.
+    """
+
+    __tablename__ = "restricted_evidence"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class DecisionRow(Base):
     """An officer's decision on an event; rows are only ever added, the latest one sets the status."""
 

@@ -49,6 +49,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from central import originals
 from central.db.models import DeadLetterRow, EventRow, NodeRow, NodeStatusRow, ReviewStatus
 from central.db.session import Database
 from central.db.wards import CameraRow, EventEvidenceRow, EventHistoryRow
@@ -254,6 +255,7 @@ class Ingestor:
                 row.ward_id = camera_ward(session, node, event.camera_id, now)
                 firsts[event_id] = (i, _row_values(row))
                 events[event_id] = event
+                originals.mark_restricted(session, [(r.sha256, r.kind.value) for r in event.evidence], now)
         if not firsts:
             return {}
         rows = [firsts[e][1] for e in sorted(firsts)]  # one lock order for every worker: fewer deadlocks
@@ -331,6 +333,9 @@ class Ingestor:
     def _upsert_event(self, session: Session, event: Event) -> IngestResult | Conflict:
         """Insert or update the row; a ``Conflict`` means the message must become a dead letter."""
         now = self._clock()
+        # Restrict originals first: an event may name a hash before its bytes arrive (conservative even for a
+        # message that turns out stale or conflicting: it only hides bytes).
+        originals.mark_restricted(session, [(r.sha256, r.kind.value) for r in event.evidence], now)
         new = _new_event_row(event, now)
         new.ward_id = camera_ward(session, event.node_id, event.camera_id, now)
         if _insert_if_new(session, new):

@@ -15,6 +15,7 @@ from edge_agent.config.node import (
     ModelConfig,
     MqttConfig,
     OutboxConfig,
+    PrivacyConfig,
     SchedulerConfig,
     StateConfig,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "MotionConfig",
     "MqttConfig",
     "OutboxConfig",
+    "PrivacyConfig",
     "SchedulerConfig",
     "StateConfig",
     "ZoneConfig",

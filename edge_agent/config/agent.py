@@ -101,6 +101,10 @@ def load_config(path: Path) -> AgentConfig:
         cfg = cfg.model_copy(
             update={"outbox": cfg.outbox.model_copy(update={"path": (base / cfg.outbox.path).resolve()})}
         )
+    privacy = cfg.evidence.privacy
+    if privacy.face_model is not None and not privacy.face_model.is_absolute():
+        privacy = privacy.model_copy(update={"face_model": (base / privacy.face_model).resolve()})
+        cfg = cfg.model_copy(update={"evidence": cfg.evidence.model_copy(update={"privacy": privacy})})
     if cfg.state.dir is not None and not cfg.state.dir.is_absolute():
         cfg = cfg.model_copy(
             update={"state": cfg.state.model_copy(update={"dir": (base / cfg.state.dir).resolve()})}

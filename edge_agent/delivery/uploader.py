@@ -80,7 +80,12 @@ class EvidenceUploader:
                 response = self.http.put(
                     f"/api/v1/evidence/{up.sha256}",
                     content=self._body(f),
-                    headers={"Content-Type": up.content_type, "Content-Length": str(size)},
+                    # The kind tells central to restrict an unblurred original before its bytes are readable.
+                    headers={
+                        "Content-Type": up.content_type,
+                        "Content-Length": str(size),
+                        "X-Evidence-Kind": str(up.kind),
+                    },
                 )
             except (httpx.HTTPError, OSError) as err:
                 return self._retry(up, f"{type(err).__name__}: {err}")

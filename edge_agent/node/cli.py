@@ -81,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "check":
         try:
+            from edge_agent.evidence.privacy import Anonymizer
             from edge_agent.perception.detector.onnx_detector import OnnxDetector
 
             det = OnnxDetector(cfg.model)
+            Anonymizer.for_agent(cfg)  # the face model must load when blurring is on
             for c in cfg.cameras:
                 VideoSource(c.id, c.source)
                 if c.evidence_source is not None:  # files are opened and probed; streams only at run

@@ -18,6 +18,7 @@ from datetime import timedelta
 from edge_agent.config import CameraConfig, EvidenceConfig
 from edge_agent.contract import Event, Phase
 from edge_agent.evidence.clips import ClipEncoder, ClipRing
+from edge_agent.evidence.privacy import Anonymizer
 from edge_agent.evidence.recorder import EvidenceRecorder
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.geometry import scale
@@ -79,6 +80,7 @@ class CameraPipeline:
         ring: ClipRing | None = None,
         clock: Callable[[], float] = time.monotonic,
         tick_after_s: float = 1.0,
+        anonymizer: Anonymizer | None = None,
     ) -> None:
         """``clock`` (monotonic seconds) only measures how long ago the last frame arrived, for ``tick``;
         ``tick_after_s``: how long without an analysed frame before the rules are ticked."""
@@ -112,6 +114,7 @@ class CameraPipeline:
             zones_px,
             encoder if encoder is not None else ClipEncoder(),
             ring=ring,  # the agent's, fed by the capture reader; None: the recorder's own, fed by observe
+            anonymizer=anonymizer,  # faces blurred before anything is stored (None: unit tests, no model)
         )
         self._started: dict[tuple[str, str], Event] = {}  # open incidents' START events, for clip UPDATEs
         self._held_ends: dict[tuple[str, str], Event] = {}  # ENDs waiting for their incident's clip
@@ -158,6 +161,7 @@ class CameraPipeline:
         self.stats.detections += len(dets)
         tracks = self.tracker.update(dets, frame.mono)
         self.last_tracks = tracks
+        self.recorder.note_tracks(frame, tracks)
         for source in self.frame_inputs:
             source.update(frame)
         self._last_analysed = max(self._last_analysed, frame.mono)

@@ -24,6 +24,7 @@ import numpy as np
 from edge_agent.capture.sources import VideoSource
 from edge_agent.config import AgentConfig, CameraConfig
 from edge_agent.contract import Event, ModelRef
+from edge_agent.evidence.privacy import Anonymizer
 from edge_agent.evidence.snapshot import EvidenceFile, EvidenceStore
 from edge_agent.geometry import scale
 from edge_agent.perception.detector.onnx_detector import OnnxDetector
@@ -118,6 +119,7 @@ def replay(
     """Run ``camera``'s source as fast as possible through detector, tracker and rules; write results."""
     out_dir.mkdir(parents=True, exist_ok=True)
     detector = OnnxDetector(cfg.model)
+    anonymizer = Anonymizer.for_agent(cfg)  # the demo's evidence is blurred like a node's
     model = ModelRef(name=detector.model_name, sha256=detector.model_sha256)
     source = VideoSource(camera.id, camera.source, realtime=False, loop=False)
     store = EvidenceStore(out_dir / "evidence")
@@ -149,7 +151,14 @@ def replay(
                     size = (frame.width, frame.height)
                     ctx = Context(cfg.node_id, camera.id, model, cfg.config_version)
                     pipeline = CameraPipeline(
-                        camera, size, detector.detect, ctx, store, sink, evidence=cfg.evidence
+                        camera,
+                        size,
+                        detector.detect,
+                        ctx,
+                        store,
+                        sink,
+                        evidence=cfg.evidence,
+                        anonymizer=anonymizer,
                     )
                     zones_px = {z.id: scale(z.polygon, size[0], size[1]) for z in camera.zones}
                     if video:

@@ -23,6 +23,7 @@ TABLES |= {
     "detector_models",
     "extractions",
 }  # 0006: health, models, footage
+TABLES |= {"restricted_evidence"}  # 0007: unblurred originals
 
 
 def sqlite_url(tmp_path: Path) -> str:
@@ -52,7 +53,7 @@ def test_upgrade_creates_all_tables_on_an_empty_sqlite(tmp_path: Path) -> None:
     assert migrate.current_revision(url) is None  # also creates the parent folders
     migrate.upgrade(url)
     assert table_names(url) == TABLES | {"alembic_version"}
-    assert migrate.current_revision(url) == migrate.head_revision() == "0006"
+    assert migrate.current_revision(url) == migrate.head_revision() == "0007"
 
 
 def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ def test_upgrade_twice_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
     engine.dispose()
-    assert migrate.current_revision(url) == "0006"
+    assert migrate.current_revision(url) == "0007"
 
 
 def test_migration_matches_the_models(tmp_path: Path) -> None:

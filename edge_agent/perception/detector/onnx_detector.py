@@ -31,7 +31,8 @@ from edge_agent.perception.detector.backends import (
 )
 from edge_agent.perception.detector.merge import merge_class_groups
 from edge_agent.perception.detector.postprocess import decode
-from edge_agent.perception.detector.preprocess import PAD_VALUE, letterbox, letterbox_batch
+from edge_agent.perception.detector.preprocess import PAD_VALUE, LetterboxMeta, letterbox, letterbox_batch
+from edge_agent.perception.detector.riders import associate_riders
 from edge_agent.types import Detections, FloatArray, Image, IntArray
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,10 @@ class OnnxDetector:
         self._merge_groups = [
             self._class_ids(g, "model.merge_classes").tolist() for g in groups if len(g) > 1
         ]
+        index = {n: i for i, n in enumerate(self._names)}
+        self._bike_ids = [index[n] for n in ("motorcycle", "bicycle") if n in index]
+        self._person_id = index.get("person")
+        self._riders_on = config.rider_association and self._person_id is not None and bool(self._bike_ids)
         self.last_timing: StageTiming | None = None
         self._warm_up()
 
@@ -264,6 +269,36 @@ class OnnxDetector:
         except Exception as err:
             raise DetectorError(f"inference failed on {self._path.name}: {err}") from err
 
+    def _decode(self, raw: FloatArray, meta: LetterboxMeta) -> Detections:
+        """Boxes at ``conf_threshold``; with rider association, weak two-wheelers under riders too."""
+        cfg = self._config
+        if not self._riders_on or cfg.rider_floor >= cfg.conf_threshold:
+            dets = decode(raw, meta, cfg.conf_threshold, cfg.iou_threshold, self._class_filter, self._names)
+            if self._riders_on and self._person_id is not None:
+                dets = associate_riders(
+                    dets,
+                    self._bike_ids,
+                    self._person_id,
+                    person_min=cfg.rider_person_min,
+                    gain=cfg.rider_gain,
+                    floor=cfg.rider_floor,
+                )
+            return dets
+        low = decode(raw, meta, cfg.rider_floor, cfg.iou_threshold, self._class_filter, self._names)
+        assert self._person_id is not None
+        boosted = associate_riders(
+            low,
+            self._bike_ids,
+            self._person_id,
+            person_min=cfg.rider_person_min,
+            gain=cfg.rider_gain,
+            floor=cfg.rider_floor,
+        )
+        # NMS is greedy by score, so the boxes at or above conf_threshold are exactly those a plain decode
+        # at conf_threshold keeps; below it only boosted bikes survive.
+        keep = boosted.scores >= cfg.conf_threshold
+        return Detections(boosted.xyxy[keep], boosted.scores[keep], boosted.class_ids[keep], boosted.names)
+
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         """Detect objects in BGR frames; one :class:`Detections` per frame, boxes in that frame's pixels.
 
@@ -295,11 +330,7 @@ class OnnxDetector:
         t3 = time.perf_counter()
         cfg = self._config
         results = [
-            merge_class_groups(
-                decode(r, m, cfg.conf_threshold, cfg.iou_threshold, self._class_filter, self._names),
-                self._merge_groups,
-                cfg.merge_iou,
-            )
+            merge_class_groups(self._decode(r, m), self._merge_groups, cfg.merge_iou)
             for r, m in zip(raw, metas, strict=True)
         ]
         post = time.perf_counter() - t3
