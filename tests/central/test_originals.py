@@ -12,8 +12,9 @@ from central.db.session import Database
 from edge_agent.contract import EvidenceKind, EvidenceRef
 from tests.central.conftest import NODE_TOKEN, login
 from tests.central.factories import JPEG_BYTES, make_event, sha256_of, snapshot_ref
-from tests.central.test_api import add_user, ingest
+from tests.central.test_api import ingest
 from tests.central.test_web import csrf_from
+from tests.central.workspace import PASSWORD, add_user, add_wards
 
 ORIGINAL = b"\xff\xd8\xff\xe0" + b"unblurred original with faces" * 30 + b"\xff\xd9"
 SHA = sha256_of(ORIGINAL)
@@ -41,13 +42,15 @@ def views(db: Database) -> list[AuditRow]:
 
 @pytest.fixture
 def event_id(client: TestClient, db: Database) -> str:
-    """An event with a blurred snapshot and its restricted original, both uploaded; users of every role."""
+    """An event of ward w1 with a blurred snapshot and its restricted original, both uploaded; users of every
+    role in that ward (so what refuses them is the privilege, not the ward scope)."""
+    add_wards(db)
     upload(client, JPEG_BYTES, "snapshot_annotated")
     upload(client, ORIGINAL, "snapshot_original")
     event = make_event(evidence=[snapshot_ref(), original_ref()])
     ingest(client, event)
     for name, role in (("officer", Role.OFFICER), ("operator", Role.OPERATOR), ("tech", Role.TECHNICIAN)):
-        add_user(db, name, role)
+        add_user(db, name, role.value, ("w1",))
     return str(event.event_id)
 
 
@@ -56,7 +59,7 @@ def test_the_plain_evidence_url_never_serves_an_original(client: TestClient, eve
     if who == "admin":
         login(client)
     else:
-        login(client, who, "officer-password-1")
+        login(client, who, PASSWORD)
     assert client.get(f"/evidence/{SHA}").status_code == 404
     assert client.get(f"/evidence/{sha256_of(JPEG_BYTES)}").status_code == 200  # the blurred one is fine
 
@@ -65,7 +68,7 @@ def test_the_plain_evidence_url_never_serves_an_original(client: TestClient, eve
 def test_roles_without_the_privilege_are_refused_and_nothing_is_audited(
     client: TestClient, db: Database, event_id: str, who: str
 ) -> None:
-    login(client, who, "officer-password-1")
+    login(client, who, PASSWORD)
     response = client.post(f"/api/v1/events/{event_id}/originals/{SHA}", json={"reason": REASON})
     assert response.status_code == 403
     assert ORIGINAL not in response.content
@@ -119,7 +122,7 @@ def test_an_event_naming_an_original_restricts_it_before_the_bytes_arrive(
 def test_the_event_page_offers_the_original_only_to_the_privileged(
     client: TestClient, db: Database, event_id: str
 ) -> None:
-    login(client, "officer", "officer-password-1")
+    login(client, "officer", PASSWORD)
     page = client.get(f"/events/{event_id}")
     assert page.status_code == 200
     assert f"/originals/{SHA}" not in page.text
