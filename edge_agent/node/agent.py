@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 
 RING_MARGIN_S = 3.0
+HEAD_READ_FPS = 10.0  # docs/rules.md: signal-head accuracy is measured at a 10 fps reading rate
 
 
 def feed_clip_rings(
@@ -61,7 +62,13 @@ def feed_clip_rings(
             if feeder is not reader:
                 feeder.want = ring.due_at
         own_ring = ring if feeder is reader else None
-        reader.want = _want(scheduler, reader, 1.0 / cfg_camera(cfg, cam_id).detect_fps, own_ring)
+        cam = cfg_camera(cfg, cam_id)
+        # Colour signal heads are read on every frame the detector loop takes, detected or not (red-light
+        # rules): such a camera converts frames at HEAD_READ_FPS at least.
+        heads = any(getattr(sig, "source", None) == "colour" for sig in cam.signals)
+        reader.want = _want(
+            scheduler, reader, 1.0 / cam.detect_fps, own_ring, HEAD_READ_FPS if heads else None
+        )
     return rings
 
 
@@ -70,14 +77,23 @@ def cfg_camera(cfg: AgentConfig, cam_id: str) -> CameraConfig:
 
 
 def _want(
-    scheduler: DetectScheduler, reader: CameraReader, hold_s: float, ring: ClipRing | None
+    scheduler: DetectScheduler,
+    reader: CameraReader,
+    hold_s: float,
+    ring: ClipRing | None,
+    heads_fps: float | None = None,
 ) -> Callable[[float], bool]:
     """A frame is converted when the clip ring needs it, or when it could be the detector's next frame and
     the reader is not already holding an untaken one from less than one detect interval earlier (a busy
     detector would otherwise have every frame converted only to be replaced by the next)."""
 
+    last_head = [-float("inf")]  # only this reader's thread calls want
+
     def want(mono: float) -> bool:
         if ring is not None and ring.due_at(mono):
+            return True
+        if heads_fps is not None and mono - last_head[0] >= 1.0 / heads_fps - 1e-6:
+            last_head[0] = mono
             return True
         if not scheduler.wants(reader.camera_id, mono):
             return False

@@ -65,3 +65,53 @@ def test_same_frames_reach_the_detector_with_and_without_decode_savings(clip, ri
     # At 25-30 fps and 5 fps detection (fewer with motion gating), most frames need no conversion.
     assert lean_reader.stats.grab_only >= lean_reader.stats.frames // 2
     assert lean_ring == full_ring, "the clip ring got the same frames"
+
+
+class _Sched:
+    def __init__(self, next_due: float) -> None:
+        self.next_due = next_due
+
+    def wants(self, camera_id: str, mono: float) -> bool:
+        return mono >= self.next_due
+
+
+class _Reader:
+    camera_id = "cam"
+
+    def __init__(self, held: float | None) -> None:
+        self.held = held
+
+    def untaken_mono(self) -> float | None:
+        return self.held
+
+
+@pytest.mark.parametrize(
+    ("held", "heads", "expected"),
+    [
+        (None, None, 25),  # every frame from the (past) next slot on could be the detector's
+        (0.0, None, 4),  # a frame held since t=0 is replaced only every detect interval: 0.2, 0.4, 0.6, 0.8
+        (None, 10.0, 25),
+    ],
+)
+def test_want_policy(held, heads, expected):
+    from edge_agent.node.agent import _want
+
+    reader = _Reader(held)
+    want = _want(_Sched(0.0), reader, 0.2, None, heads)  # type: ignore[arg-type]
+    got = 0
+    for i in range(25):  # one second at 25 fps
+        mono = i / 25
+        if want(mono):
+            got += 1
+            if held is not None:
+                reader.held = mono
+    assert got == expected
+
+
+def test_signal_heads_keep_a_reading_rate_when_the_detector_does_not_want_frames():
+    from edge_agent.node.agent import _want
+
+    want = _want(_Sched(1e9), _Reader(None), 0.2, None, 10.0)  # type: ignore[arg-type]
+    assert sum(want(i / 25) for i in range(25)) == 9  # every 0.12 s on a 25 fps grid: ~10 fps (9 in 1 s)
+    none = _want(_Sched(1e9), _Reader(None), 0.2, None, None)  # type: ignore[arg-type]
+    assert not any(none(i / 25) for i in range(25))
