@@ -107,7 +107,7 @@ def test_snapshot_and_crops_officers_see_have_every_labelled_face_blurred(
         i = int(key)
         frame = frames[i]
         tracker = persons(frames, i)
-        rec = EvidenceRecorder(cfg, store, zone, None, anonymizer)
+        rec = EvidenceRecorder(cfg, store, zone, None, anonymizer=anonymizer)
         rec.note_tracks(frame, tracker.last)  # type: ignore[attr-defined]
         files = rec.start(finding(frame.mono), frame, "gathering")
         by_kind: dict[EvidenceKind, list[Image]] = {}
@@ -182,7 +182,7 @@ def test_clip_officers_see_is_blurred_frame_by_frame(
     store = EvidenceStore(tmp_path / "ev")
     zone = {"zone": [(0.0, 0.0), (1919.0, 0.0), (1919.0, 1079.0), (0.0, 1079.0)]}
     encoder = ClipEncoder()
-    rec = EvidenceRecorder(cfg, store, zone, encoder, anonymizer)
+    rec = EvidenceRecorder(cfg, store, zone, encoder, anonymizer=anonymizer)
     tracker = persons(frames, i)
     for f in frames[i - 12 : i + 1]:
         rec.note_tracks(f, tracker.last)  # type: ignore[attr-defined]
