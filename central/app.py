@@ -49,12 +49,14 @@ from central.context import Central
 from central.db import migrate
 from central.db.session import Database
 from central.evidence import EvidenceStore
+from central.evidence_s3 import S3EvidenceStore, S3Location
 from central.fleet.extractions import register_hooks as register_extraction_hooks
 from central.fleet.health import HeartbeatRecorder
 from central.fleet.service import Fleet
-from central.messaging.broker import EmbeddedBroker
 from central.messaging.client import BrokerAddress
+from central.messaging.embedded import embedded_settings, start_embedded
 from central.messaging.ingest import Ingestor
+from central.messaging.retention import prune_dead_letters
 from central.messaging.subscriber import MqttSubscriber
 from central.settings import Settings, generate_secret_key
 from central.throttle import LoginThrottle
@@ -112,8 +114,8 @@ def start_services(central: Central) -> None:
         log.info("MQTT ingest disabled in this process (STREETWATCH_MQTT_ENABLED=false)")
         return
     if settings.mqtt_host is None:
-        central.broker = EmbeddedBroker(settings.embedded_mqtt_host, settings.embedded_mqtt_port)
-        central.broker.start()
+        central.broker = start_embedded(settings, central.topics)
+        log.info("MQTT broker: %s", central.broker.describe())
     address = BrokerAddress.of(settings)
     central.subscriber = MqttSubscriber(
         central.ingestor,
@@ -125,6 +127,15 @@ def start_services(central: Central) -> None:
         password=address.password,
         shared_group=settings.mqtt_shared_group,
         session_expiry_s=settings.mqtt_session_expiry_s,
+        workers=settings.ingest_workers,
+        batch_max=settings.ingest_batch_max,
+        batch_wait_s=settings.ingest_batch_wait_s,
+        housekeeping=lambda: prune_dead_letters(
+            central.db,
+            central.clock(),
+            retention_days=settings.dead_letter_retention_days,
+            max_rows=settings.dead_letter_max_rows,
+        ),
     )
     central.subscriber.start()
     if central.broker is not None and not central.subscriber.wait_connected(EMBEDDED_CONNECT_TIMEOUT_S):
@@ -159,17 +170,39 @@ def _session_secret(settings: Settings) -> str:
     return generate_secret_key()
 
 
+def make_evidence_store(settings: Settings, clock: Callable[[], datetime]) -> EvidenceStore:
+    """The filesystem store under data_dir, or S3 when ``STREETWATCH_S3_BUCKET`` is set."""
+    if settings.s3_bucket is None:
+        return EvidenceStore(settings.evidence_dir, max_bytes=settings.max_evidence_bytes, clock=clock)
+    location = S3Location(
+        settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url, settings.s3_region
+    )
+    log.info(
+        "evidence store: s3://%s/%s (%s)", location.bucket, location.prefix, location.endpoint_url or "AWS"
+    )
+    return S3EvidenceStore(
+        location, settings.evidence_dir, max_bytes=settings.max_evidence_bytes, clock=clock
+    )
+
+
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     """Build the central app; services start in its lifespan (``with TestClient(app)`` or uvicorn)."""
     settings = settings if settings is not None else Settings()  # required fields come from the environment
+    settings = embedded_settings(settings)  # an embedded Mosquitto: central's broker user and files
     topics = Topics(settings.topic_prefix)
     db = Database(settings.database_url)
     central = Central(
         settings=settings,
         db=db,
         topics=topics,
-        ingestor=Ingestor(db, topics, clock=clock),
-        evidence=EvidenceStore(settings.evidence_dir, max_bytes=settings.max_evidence_bytes, clock=clock),
+        ingestor=Ingestor(
+            db,
+            topics,
+            clock=clock,
+            require_enrollment=settings.ingest_require_enrollment,
+            max_event_bytes=settings.ingest_max_event_bytes,
+        ),
+        evidence=make_evidence_store(settings, clock),
         clock=clock,
     )
     fleet = Fleet(central)  # node enrollment, broker files, remote config (central/fleet)

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from central.db.session import Database
 from central.evidence import EvidenceStore
-from central.messaging.broker import EmbeddedBroker
+from central.messaging.broker import EmbeddedBroker, EmbeddedMosquitto
 from central.messaging.ingest import Ingestor
 from central.messaging.subscriber import MqttSubscriber
 from central.settings import Settings
@@ -30,4 +30,4 @@ class Central:
     evidence: EvidenceStore
     clock: Callable[[], datetime] = utcnow
     subscriber: MqttSubscriber | None = field(default=None)
-    broker: EmbeddedBroker | None = field(default=None)
+    broker: EmbeddedBroker | EmbeddedMosquitto | None = field(default=None)

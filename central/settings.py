@@ -12,6 +12,7 @@ import secrets
 import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +81,12 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="Bind address of the embedded broker (anonymous access, so keep it on loopback).",
     )
+    embedded_broker: Literal["auto", "mosquitto", "amqtt"] = Field(
+        default="auto",
+        description="Which broker central embeds when STREETWATCH_MQTT_HOST is unset: 'mosquitto' (a child "
+        "process with per-node credentials and ACLs, persistence), 'amqtt' (in-process, anonymous, no ACL), or "
+        "'auto': Mosquitto when its binary is installed, else amqtt.",
+    )
     embedded_mqtt_port: int = Field(
         default=1883, ge=1, le=65535, description="Bind port of the embedded broker."
     )
@@ -109,6 +116,49 @@ class Settings(BaseSettings):
             "MQTT 5 only (shared group set): seconds the broker keeps central's session, and the events queued "
             "for it, after the connection ends."
         ),
+    )
+    ingest_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Ingest worker threads in this process, each committing batches (PostgreSQL benefits from "
+        "several; SQLite has one writer at a time).",
+    )
+    ingest_batch_max: int = Field(
+        default=500, ge=1, le=10_000, description="At most this many messages per ingest transaction."
+    )
+    ingest_batch_wait_s: float = Field(
+        default=0.02,
+        ge=0.0,
+        le=5.0,
+        description="How long a worker waits for a batch to fill before committing what it has.",
+    )
+    ingest_require_enrollment: bool = Field(
+        default=True,
+        description="Dead-letter events from nodes that are not enrolled or were revoked (whatever the broker "
+        "let through). Turn off only for tests and demos without enrollment.",
+    )
+    ingest_max_event_bytes: int = Field(
+        default=256 * 1024,
+        ge=4096,
+        le=16 * 1024 * 1024,
+        description="Largest event payload accepted; bigger ones are dead-lettered (payload truncated).",
+    )
+    dead_letter_retention_days: float = Field(
+        default=30.0, gt=0.0, le=3650.0, description="Dead letters older than this are deleted."
+    )
+    dead_letter_max_rows: int = Field(
+        default=100_000,
+        ge=100,
+        le=100_000_000,
+        description="At most this many dead letters are kept (the oldest go first); each keeps <= 64 KiB.",
+    )
+    ingest_stall_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=86_400.0,
+        description="/healthz turns unhealthy when a received message has waited this long without being "
+        "committed (ingest stalled: database locked or unreachable).",
     )
     topic_prefix: str = Field(default=DEFAULT_TOPIC_PREFIX, description="Topic prefix of the wire contract.")
     admin_user: str = Field(
@@ -172,6 +222,19 @@ class Settings(BaseSettings):
             "characters). One shared token until per-node enrollment exists."
         ),
     )
+    s3_bucket: str | None = Field(
+        default=None,
+        description="Keep evidence in this S3-compatible bucket (AWS S3, MinIO, Ceph RGW) instead of data_dir; "
+        "credentials come from boto3's chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profile, instance role).",
+    )
+    s3_prefix: str = Field(
+        default="evidence/", max_length=256, description="Key prefix of evidence objects in the bucket."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 endpoint of MinIO/Ceph (e.g. https://minio.internal:9000); unset for AWS.",
+    )
+    s3_region: str | None = Field(default=None, description="S3 region (AWS); MinIO/Ceph accept any.")
     max_evidence_bytes: int = Field(
         default=50 * 1024 * 1024, gt=0, description="Largest evidence upload accepted, in bytes."
     )

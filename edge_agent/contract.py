@@ -9,6 +9,7 @@ in central's dead-letter table rather than being half-understood.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -220,6 +221,15 @@ class OutboxHealth(_Strict):
     bytes: int = Field(ge=0, description="Bytes spooled: payloads plus evidence not yet accepted by central.")
     max_bytes: int = Field(gt=0, description="Configured cap of ``bytes``.")
     oldest_age_s: float | None = Field(default=None, ge=0.0, description="Age of the oldest waiting message.")
+    awaiting_central: int = Field(
+        default=0, ge=0, description="Messages the broker acknowledged that central has not acknowledged yet."
+    )
+    unconfirmed_resent: int = Field(
+        default=0,
+        ge=0,
+        description="Messages published again because central never acknowledged them (a broker that lost "
+        "them after its PUBACK, or central down): broker drops show here.",
+    )
     dropped: dict[str, int] = Field(
         default_factory=dict,
         max_length=64,
@@ -311,6 +321,10 @@ class Topics:
 
     def all_signals(self) -> str:
         return f"{self.prefix}/signals/+"
+
+    def acks(self, node: str) -> str:
+        """Central -> node (QoS 1): which of the node's messages central has committed (``Acks``)."""
+        return f"{self.prefix}/nodes/{node}/acks"
 
     def all_events(self) -> str:
         return f"{self.prefix}/nodes/+/events"
@@ -628,4 +642,47 @@ class SignalMessage(_Strict):
 
     @classmethod
     def from_json(cls, payload: bytes | str) -> SignalMessage:
+        return cls.model_validate_json(payload)
+
+
+# -- end-to-end acknowledgements (central -> node on ``acks``) -------------------------------------------------
+
+SCHEMA_ACKS: Final = "streetwatch.acks/1"
+ACK_DIGEST_HEX: Final = 32
+MAX_ACK_DIGESTS: Final = 5000
+
+
+def message_digest(payload: bytes) -> str:
+    """The id central acknowledges a message by: the first 128 bits of the SHA-256 of its exact bytes.
+
+    Derived from the bytes, not from the event, so any message (even one central could not parse and
+    dead-lettered) can be acknowledged, and the node needs no id scheme of its own.
+    """
+    return hashlib.sha256(payload).hexdigest()[:ACK_DIGEST_HEX]
+
+
+class Acks(_Strict):
+    """Central's end-to-end acknowledgement on ``{prefix}/nodes/{node}/acks`` (QoS 1), sent after the commit.
+
+    Each digest names one message (``message_digest``) that central has committed: stored, found to be a
+    duplicate or stale, or dead-lettered. The node forgets a spooled message only when its digest comes back
+    here, whatever the broker said (docs/delivery.md).
+    """
+
+    schema_: Literal["streetwatch.acks/1"] = Field(
+        default=SCHEMA_ACKS, alias="schema", description="Contract version."
+    )
+    node_id: Identifier = Field(description="Node whose messages these are.")
+    digests: list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] = Field(
+        max_length=MAX_ACK_DIGESTS, description="message_digest of every committed message (a batch)."
+    )
+    at: AwareDatetime = Field(description="When central committed them (UTC).")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> Acks:
         return cls.model_validate_json(payload)

@@ -47,6 +47,40 @@ def _stop(proc: subprocess.Popen[bytes] | None, name: str) -> None:
         proc.wait()
 
 
+def _enroll(url: str, admin_password: str, config: Path, env: dict[str, str]) -> bool:
+    """Enroll the demo agent as a technician would (a one-time token, ``streetwatch-agent enroll``): the embedded
+    broker admits only enrolled nodes, with their own credentials, and central counts only their events."""
+    import httpx
+
+    from edge_agent.config import load_config
+    from edge_agent.node.enroll import load_credentials
+    from edge_agent.node.status import state_dir
+
+    cfg = load_config(config)
+    folder = state_dir(cfg)
+    if load_credentials(folder) is not None:
+        return True
+    with httpx.Client(base_url=url, timeout=30) as admin:
+        r = admin.post("/api/v1/login", json={"username": "admin", "password": admin_password})
+        r.raise_for_status()
+        token = admin.post("/api/v1/enrollment-tokens").json()["token"]
+    args = ["--central", url, "--token", "-", "--node-name", cfg.node_id, "--state-dir", str(folder)]
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_agent.node.cli", "enroll", *args],
+        cwd=ROOT,
+        env=env,
+        input=token + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        print(f"demo: enrolling the agent failed:\n{done.stderr}", file=sys.stderr)
+        return False
+    print(f"demo: {done.stdout.strip()}", flush=True)
+    return True
+
+
 def main() -> int:
     port = int(os.environ.get("STREETWATCH_DEMO_PORT", "8000"))
     config = Path(os.environ.get("STREETWATCH_DEMO_CONFIG", ROOT / "configs" / "demo-tokyo.yaml"))
@@ -60,7 +94,10 @@ def main() -> int:
     env.setdefault("STREETWATCH_NODE_TOKEN", secrets.token_urlsafe(24))
     central = agent = None
     try:
-        print("demo: starting central (embedded MQTT broker on 127.0.0.1:1883) ...", flush=True)
+        print(
+            "demo: starting central (embedded MQTT broker on 127.0.0.1:1883: Mosquitto when installed) ...",
+            flush=True,
+        )
         central = subprocess.Popen(
             [sys.executable, "-m", "central.cli", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT,
@@ -72,6 +109,8 @@ def main() -> int:
                 "demo: central did not come up (see its log above); is port 8000 or 1883 in use?",
                 file=sys.stderr,
             )
+            return 1
+        if not _enroll(f"http://127.0.0.1:{port}", password, config, env):
             return 1
         print(f"demo: starting the agent on {config.name} ...", flush=True)
         agent = subprocess.Popen(

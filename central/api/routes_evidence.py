@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +26,7 @@ from central.evidence import (
     check_content_type,
     check_sha256,
 )
+from central.evidence_s3 import S3EvidenceStore
 from central.scope import evidence_in_scope, scope_of
 
 router = APIRouter(tags=["evidence"])
@@ -84,7 +85,7 @@ async def upload_evidence(
 
 
 @router.get("/evidence/{sha256}", response_class=FileResponse)
-def get_evidence(sha256: str, user: ApiUser, db: DbSession, central: CentralDep) -> FileResponse:
+def get_evidence(sha256: str, user: ApiUser, db: DbSession, central: CentralDep) -> Response:
     """The stored bytes, for users whose wards hold an event referencing them (404 otherwise); audited.
 
     Content-addressed, so the browser may cache them privately for good.
@@ -96,6 +97,25 @@ def get_evidence(sha256: str, user: ApiUser, db: DbSession, central: CentralDep)
     if not evidence_in_scope(db, scope_of(db, user.username, user.role), sha256):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence")
     row = db.get(EvidenceRow, sha256)
+    store = central.evidence
+    if isinstance(store, S3EvidenceStore):  # streamed from the object store, never staged on disk
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence")
+        try:
+            chunks = store.open(sha256)
+        except EvidenceError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence") from None
+        audit.record(db, user.username, "evidence.view", f"evidence:{sha256}", {}, at=central.clock())
+        db.commit()
+        return StreamingResponse(
+            chunks,
+            media_type=row.content_type,
+            headers={
+                "Content-Length": str(row.size),
+                "Cache-Control": "private, max-age=31536000, immutable",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
     path = central.evidence.path_of(sha256)
     if row is None or not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such evidence")

@@ -1,7 +1,10 @@
 """Liveness/readiness and counters, unauthenticated so load balancers and Prometheus can poll them.
 
-``/healthz`` answers 503 when the database does not respond or when ingest is enabled but not connected to
-the broker: such an instance should not receive traffic, and an operator should look at it.
+``/healthz`` answers 503 when the database does not respond, when ingest is enabled but not connected to
+the broker, or when ingest stalled (a received message waited longer than ``ingest_stall_s`` for its commit):
+such an instance should not receive traffic, and an operator should look at it. It also names the broker
+(external or embedded), the ingest lag and queue, and the nodes that had to republish events central never
+acknowledged (broker drops, from the nodes' heartbeats).
 """
 
 from __future__ import annotations
@@ -40,13 +43,28 @@ def healthz(central: CentralDep) -> JSONResponse:
     }
     if subscriber is not None:
         mqtt.update(host=subscriber.host, port=subscriber.port, client_id=subscriber.client_id)
+    if central.broker is not None:
+        mqtt["broker"] = central.broker.describe()
     mqtt_ok = mqtt["connected"] or not central.settings.mqtt_enabled
-    healthy = db_ok and mqtt_ok
+    ingest: dict[str, Any] = dict(central.ingestor.counters.summary())
+    stalled = False
+    if subscriber is not None:
+        lag = subscriber.workers.lag_s()
+        stalled = lag > central.settings.ingest_stall_s
+        ingest.update(
+            lag_s=round(lag, 3),
+            queued=subscriber.workers.queued,
+            stalled=stalled,
+            workers=subscriber.workers.workers,
+            **subscriber.workers.stats.as_dict(),
+        )
+    ingest["broker_drops"] = central.ingestor.nodes.unconfirmed_resent()
+    healthy = db_ok and mqtt_ok and not stalled
     body = {
         "status": "ok" if healthy else "degraded",
         "db": {"ok": db_ok},
         "mqtt": mqtt,
-        "ingest": central.ingestor.counters.summary(),
+        "ingest": ingest,
     }
     return JSONResponse(body, status_code=200 if healthy else 503)
 
@@ -71,5 +89,15 @@ def metrics(central: CentralDep, fleet: FleetDep) -> str:
         metric = f"streetwatch_mqtt_client_{name}_total"
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
         lines += [f'{metric}{{client="{c.name}"}} {c.stats.as_dict()[name]}' for c in clients]
+    if central.subscriber is not None:
+        w = central.subscriber.workers
+        lines += [
+            "# HELP streetwatch_ingest_lag_seconds Age of the oldest received message not yet committed.",
+            "# TYPE streetwatch_ingest_lag_seconds gauge",
+            f"streetwatch_ingest_lag_seconds {w.lag_s():.3f}",
+            "# HELP streetwatch_ingest_batches_total Ingest transactions committed.",
+            "# TYPE streetwatch_ingest_batches_total counter",
+            f"streetwatch_ingest_batches_total {w.stats.batches}",
+        ]
     lines += central.ingestor.nodes.prometheus_lines()  # the latest heartbeat of every node
     return "\n".join(lines) + "\n"

@@ -123,8 +123,10 @@ class MqttClient:
         session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
         manual_ack: bool = False,
         on_connected: Callable[[], None] | None = None,
+        receive_maximum: int | None = None,
     ) -> None:
         self.name = name
+        self._receive_maximum = receive_maximum
         self.address = address
         self.mqtt5 = mqtt5
         self.stats = ClientStats()
@@ -193,6 +195,9 @@ class MqttClient:
         if self.mqtt5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self._session_expiry_s
+            if self._receive_maximum is not None:
+                # How many unacknowledged QoS 1 messages the broker may send us: the size of a group commit.
+                props.ReceiveMaximum = self._receive_maximum
             self._client.connect_async(
                 a.host, a.port, keepalive=a.keepalive_s, clean_start=False, properties=props
             )
@@ -244,6 +249,18 @@ class MqttClient:
         if error is not None:
             self.stats.publish_failures += 1
             log.warning("MQTT %s: publish to %s failed: %s", self.name, topic, error)
+            return False
+        self.stats.published += 1
+        return True
+
+    def publish_nowait(self, topic: str, payload: bytes, *, qos: int = 1) -> bool:
+        """Queue a publish in paho without waiting for the broker (paho resends QoS 1 after a reconnect while
+        this process lives). False when paho refused it at once (not connected and QoS 0, payload too big)."""
+        info = self._client.publish(topic, payload, qos=qos)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN) or (
+            info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos == 0
+        ):
+            self.stats.publish_failures += 1
             return False
         self.stats.published += 1
         return True

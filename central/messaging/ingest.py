@@ -17,6 +17,17 @@ out of order after a reconnect. Hence the rules here:
 
 ``Ingestor.ingest`` never raises for bad input. It does raise for infrastructure failures (database down), so
 the MQTT layer can withhold the acknowledgement and let the broker redeliver later.
+
+Group commit and concurrency. ``ingest_batch`` applies many messages in *one* transaction (one commit, one
+fsync), and the caller acknowledges them only after it returned. Several workers (threads or processes) may
+ingest concurrently: the database decides duplicates, not the process. A new event is inserted with
+``INSERT ... ON CONFLICT (event_id) DO NOTHING`` (PostgreSQL and SQLite), so of two workers racing on one id
+exactly one inserts; the other finds the row, locks it (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+serialises writers) and applies the phase-order rule above, so the result does not depend on who won.
+
+Who counts. With ``require_enrollment`` (central's default), an event from a node that is not enrolled, or
+was revoked, is dead-lettered with that reason, whatever the broker let through. An event larger than
+``max_event_bytes`` is dead-lettered too, its payload truncated.
 """
 
 from __future__ import annotations
@@ -24,7 +35,8 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -32,12 +44,15 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from central.db.models import DeadLetterRow, EventRow, NodeStatusRow, ReviewStatus
+from central.db.models import DeadLetterRow, EventRow, NodeRow, NodeStatusRow, ReviewStatus
 from central.db.session import Database
 from central.db.wards import CameraRow, EventEvidenceRow, EventHistoryRow
+from central.messaging.node_health import NodeHealth
 from edge_agent.contract import Event, EvidenceRef, Heartbeat, NodeState, NodeStatus, Phase, Topics, utcnow
 
 log = logging.getLogger(__name__)
@@ -45,7 +60,11 @@ log = logging.getLogger(__name__)
 PHASE_RANK = {Phase.START.value: 0, Phase.UPDATE.value: 1, Phase.END.value: 2}
 # Fields that identify what an event is about; a later phase that changes them is not the same event.
 IDENTITY_FIELDS = ("node_id", "camera_id", "zone_id", "rule_id", "type")
-MAX_DEAD_LETTER_BYTES = 1024 * 1024
+# A dead letter keeps this much of the payload (enough to read what went wrong; the size is recorded).
+MAX_DEAD_LETTER_BYTES = 64 * 1024
+DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+BATCH_ATTEMPTS = 6
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "55P03"})  # deadlock, serialization failure, lock timeout
 
 
 class IngestResult(StrEnum):
@@ -96,85 +115,6 @@ class IngestCounters:
         }
 
 
-class NodeHealth:
-    """The latest heartbeat of every node, in memory, for ``/metrics`` (thread-safe).
-
-    Not in the database on purpose: a heartbeat's value is being the latest (one row per node every 30 s
-    would be ~2,900 rows a day per node of superseded numbers), and history belongs to the metrics system
-    that scrapes ``/metrics``. Every ingest worker subscribes to all heartbeats, so each one's view is complete.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._latest: dict[str, tuple[Heartbeat, datetime]] = {}
-
-    def observe(self, beat: Heartbeat, received_at: datetime) -> IngestResult:
-        """Keep ``beat`` if it is newer than the one held (a spooled heartbeat may arrive late)."""
-        with self._lock:
-            held = self._latest.get(beat.node_id)
-            if held is not None and beat.at <= held[0].at:
-                return IngestResult.DUPLICATE if beat.at == held[0].at else IngestResult.STALE
-            self._latest[beat.node_id] = (beat, received_at)
-        return IngestResult.INSERTED if held is None else IngestResult.UPDATED
-
-    def latest(self) -> dict[str, tuple[Heartbeat, datetime]]:
-        """node id -> (latest heartbeat, when central received it)."""
-        with self._lock:
-            return dict(self._latest)
-
-    def prometheus_lines(self) -> list[str]:
-        """Gauges of every node's latest heartbeat, in the Prometheus text format."""
-        rows: dict[str, list[str]] = {name: [] for name, _ in _NODE_GAUGES}
-        for node, (beat, _received) in sorted(self.latest().items()):
-            n = f'node="{node}"'
-            rows["heartbeat_timestamp_seconds"].append(f"{{{n}}} {beat.at.timestamp():.3f}")
-            rows["uptime_seconds"].append(f"{{{n}}} {beat.uptime_s:.1f}")
-            rows["outbox_depth"].append(f"{{{n}}} {beat.outbox.depth}")
-            rows["outbox_uploads"].append(f"{{{n}}} {beat.outbox.uploads}")
-            rows["outbox_bytes"].append(f"{{{n}}} {beat.outbox.bytes}")
-            for key, count in sorted(beat.outbox.dropped.items()):
-                klass, reason = key.split(".", 1)
-                rows["outbox_dropped_total"].append(f'{{{n},class="{klass}",reason="{reason}"}} {count}')
-            rows["mqtt_reconnects_total"].append(f"{{{n}}} {beat.mqtt_reconnects}")
-            if beat.disk_free_bytes is not None:
-                rows["disk_free_bytes"].append(f"{{{n}}} {beat.disk_free_bytes}")
-            if beat.cpu_temp_c is not None:
-                rows["cpu_temperature_celsius"].append(f"{{{n}}} {beat.cpu_temp_c:.1f}")
-            for cam in beat.cameras:
-                c = f'{n},camera="{cam.camera_id}"'
-                rows["camera_fps"].append(f"{{{c}}} {cam.fps}")
-                rows["camera_detect_fps"].append(f"{{{c}}} {cam.detect_fps}")
-                rows["camera_frames_dropped_total"].append(f"{{{c}}} {cam.frames_dropped}")
-                for q, value in (("0.5", cam.inference_ms_p50), ("0.95", cam.inference_ms_p95)):
-                    if value is not None:
-                        rows["camera_inference_ms"].append(f'{{{c},quantile="{q}"}} {value:.1f}')
-        lines: list[str] = []
-        for name, help_text in _NODE_GAUGES:
-            if rows[name]:
-                metric = f"streetwatch_node_{name}"
-                lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
-                lines += [f"{metric}{sample}" for sample in rows[name]]
-        return lines
-
-
-# Identifiers in labels match the contract's pattern (letters, digits, '_', '.', '-'): no escaping needed.
-_NODE_GAUGES = (
-    ("heartbeat_timestamp_seconds", "When the node measured its latest heartbeat (Unix time)."),
-    ("uptime_seconds", "Seconds since the node's agent started."),
-    ("outbox_depth", "Messages waiting in the node's outbox."),
-    ("outbox_uploads", "Evidence uploads waiting in the node's outbox."),
-    ("outbox_bytes", "Bytes spooled in the node's outbox."),
-    ("outbox_dropped_total", "Items the node's outbox dropped, by class and reason."),
-    ("mqtt_reconnects_total", "Times the node lost its broker connection."),
-    ("disk_free_bytes", "Free bytes on the node's outbox filesystem."),
-    ("cpu_temperature_celsius", "The node's CPU/SoC temperature."),
-    ("camera_fps", "Frames read per second, per camera."),
-    ("camera_detect_fps", "Detector runs per second, per camera."),
-    ("camera_frames_dropped_total", "Frames lost per camera (replaced before use or undecodable)."),
-    ("camera_inference_ms", "Detector latency per camera (quantiles over recent runs)."),
-)
-
-
 @dataclass(frozen=True)
 class Conflict:
     """A well-formed message that contradicts what is stored (e.g. an event_id reused by another camera)."""
@@ -201,6 +141,8 @@ class Ingestor:
         *,
         clock: Callable[[], datetime] = utcnow,
         counters: IngestCounters | None = None,
+        require_enrollment: bool = False,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         self._db = db
         self._topics = topics
@@ -209,15 +151,145 @@ class Ingestor:
         self.nodes = NodeHealth()
         # Set by the app: stores each newer heartbeat for the fleet pages (central.fleet.health); never raises.
         self.heartbeat_sink: Callable[[Heartbeat, datetime], object] | None = None
+        self.require_enrollment = require_enrollment
+        self.max_event_bytes = max_event_bytes
 
     def ingest(self, topic: str, payload: bytes) -> IngestResult:
         """Apply one message; bad input becomes a dead letter, infrastructure errors propagate."""
+        return self.ingest_batch([(topic, payload)])[0]
+
+    def ingest_batch(self, messages: Sequence[tuple[str, bytes]]) -> list[IngestResult]:
+        """Apply ``(topic, payload)`` messages in one transaction; one result each, in order.
+
+        Bad input becomes dead letters inside the same transaction. A message the database refuses (e.g. a
+        NUL in a PostgreSQL string) makes the batch split into single messages, so only that one is
+        dead-lettered. A unique-key race lost to another worker rolls back and retries. Infrastructure errors
+        propagate: then nothing of the batch was committed and none of it may be acknowledged.
+        """
+        if not messages:
+            return []
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                with self._db.session() as session:
+                    standing = self._standing(session, messages)
+                    fresh = self._insert_new(session, messages, standing)
+                    outcomes = [
+                        fresh.get(i) or self._apply(session, t, p, standing)
+                        for i, (t, p) in enumerate(messages)
+                    ]
+                break
+            except DataError as exc:
+                if len(messages) > 1:
+                    return [r for m in messages for r in self.ingest_batch([m])]
+                topic, payload = messages[0]
+                kind = self._kind(topic)
+                return [
+                    self._count(
+                        kind, self.dead_letter(topic, payload, f"database refused the {kind}: {exc.orig}")
+                    )
+                ]
+            except IntegrityError:
+                if attempt == BATCH_ATTEMPTS:
+                    raise
+                log.debug("ingest batch lost a unique-key race (attempt %d); retrying", attempt)
+            except OperationalError as exc:
+                # Concurrent workers: SQLite's write lock held past the busy timeout (or a stale read snapshot),
+                # PostgreSQL's deadlock detector or a serialization failure aborted us. Nothing was committed;
+                # waiting a little and redoing the batch is the remedy.
+                if attempt == BATCH_ATTEMPTS or not _retryable(exc):
+                    raise
+                log.info(
+                    "ingest batch aborted by a concurrent worker (%s); retrying", type(exc.orig).__name__
+                )
+                time.sleep(0.05 * attempt)
+        return [self._count(kind, result) for kind, result in outcomes]
+
+    def _kind(self, topic: str) -> str:
         node = self._topics.node_of(topic)
         if node is not None and topic == self._topics.events(node):
-            return self._count("event", self._ingest_event(node, topic, payload))
+            return "event"
         if node is not None and topic == self._topics.status(node):
-            return self._count("status", self._ingest_status(node, topic, payload))
-        return self._count("unknown", self.dead_letter(topic, payload, "unexpected topic for central ingest"))
+            return "status"
+        return "unknown"
+
+    def _apply(
+        self, session: Session, topic: str, payload: bytes, standing: dict[str, str | None]
+    ) -> tuple[str, IngestResult]:
+        kind = self._kind(topic)
+        node = self._topics.node_of(topic)
+        if kind == "event" and node is not None:
+            if len(payload) > self.max_event_bytes:
+                reason = f"event of {len(payload)} bytes exceeds the maximum of {self.max_event_bytes} bytes"
+                return kind, self._dead_letter_in(session, topic, payload, reason)
+            refusal = standing.get(node)
+            if refusal is not None:
+                return kind, self._dead_letter_in(session, topic, payload, refusal)
+            return kind, self._ingest_event(session, node, topic, payload)
+        if kind == "status" and node is not None:
+            return kind, self._ingest_status(session, node, topic, payload)
+        return kind, self._dead_letter_in(session, topic, payload, "unexpected topic for central ingest")
+
+    def _insert_new(
+        self, session: Session, messages: Sequence[tuple[str, bytes]], standing: dict[str, str | None]
+    ) -> dict[int, tuple[str, IngestResult]]:
+        """The fast path of a batch: one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` for the first
+        message of every event id; returns {index: ("event", INSERTED)} for the rows it created. Everything
+        else (later phases, ids that exist, bad input) goes through ``_apply`` one message at a time."""
+        now = self._clock()
+        firsts: dict[str, tuple[int, Event, dict[str, Any]]] = {}
+        wards: dict[tuple[str, str], str | None] = {}
+        for i, (topic, payload) in enumerate(messages):
+            node = self._topics.node_of(topic)
+            if node is None or topic != self._topics.events(node) or len(payload) > self.max_event_bytes:
+                continue
+            if standing.get(node) is not None:
+                continue
+            try:
+                event = Event.from_json(payload)
+            except ValidationError:
+                continue
+            event_id = str(event.event_id)
+            if event.node_id != node or event_id in firsts:
+                continue
+            camera = (event.node_id, event.camera_id)
+            if camera not in wards:
+                wards[camera] = camera_ward(session, event.node_id, event.camera_id, now)
+            row = _new_event_row(event, now)
+            row.ward_id = wards[camera]
+            firsts[event_id] = (i, event, _row_values(row))
+        if not firsts:
+            return {}
+        rows = [firsts[e][2] for e in sorted(firsts)]  # one lock order for every worker: fewer deadlocks
+        if any(set(r) != set(rows[0]) for r in rows):
+            return {}  # a column without a scalar default: leave it to the one-by-one path
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = insert(EventRow).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
+        created = set(session.execute(statement.returning(EventRow.event_id)).scalars())
+        for event_id in sorted(created):
+            _link_evidence(session, event_id, set(), firsts[event_id][1].evidence)
+        if created:
+            session.flush()
+        return {firsts[e][0]: ("event", IngestResult.INSERTED) for e in created}
+
+    def _standing(self, session: Session, messages: Sequence[tuple[str, bytes]]) -> dict[str, str | None]:
+        """node id -> why its events do not count (None: enrolled); one query per batch."""
+        if not self.require_enrollment:
+            return {}
+        nodes = {n for t, _ in messages if (n := self._topics.node_of(t)) is not None}
+        if not nodes:
+            return {}
+        rows = session.execute(select(NodeRow.node_id, NodeRow.revoked_at).where(NodeRow.node_id.in_(nodes)))
+        known: dict[str, datetime | None] = {node_id: revoked for node_id, revoked in rows}
+        standing: dict[str, str | None] = {}
+        for n in nodes:
+            revoked = known.get(n)
+            if n not in known:
+                standing[n] = f"node {n!r} is not enrolled"
+            elif revoked is not None:
+                standing[n] = f"node {n!r} was revoked at {revoked.isoformat()}"
+            else:
+                standing[n] = None
+        return standing
 
     def observe_heartbeat(self, topic: str, payload: bytes) -> IngestResult:
         """Record a heartbeat in ``nodes`` (memory); an invalid one becomes a dead letter like anything else.
@@ -247,115 +319,100 @@ class Ingestor:
 
     # -- events ---------------------------------------------------------------------------------------------
 
-    def _ingest_event(self, node: str, topic: str, payload: bytes) -> IngestResult:
+    def _ingest_event(self, session: Session, node: str, topic: str, payload: bytes) -> IngestResult:
         try:
             event = Event.from_json(payload)
         except ValidationError as exc:
-            return self.dead_letter(topic, payload, describe_validation_error(exc))
+            return self._dead_letter_in(session, topic, payload, describe_validation_error(exc))
         if event.node_id != node:
-            return self.dead_letter(
-                topic, payload, f"node_id {event.node_id!r} does not match topic node {node!r}"
+            return self._dead_letter_in(
+                session, topic, payload, f"node_id {event.node_id!r} does not match topic node {node!r}"
             )
-        # Two attempts: a concurrent worker may insert the same event_id between our read and our insert.
-        for attempt in (1, 2):
-            try:
-                outcome = self._upsert_event(event)
-            except DataError as exc:  # valid JSON the database cannot hold (e.g. NUL in a PostgreSQL string)
-                return self.dead_letter(topic, payload, f"database refused the event: {exc.orig}")
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                log.debug("event %s inserted concurrently; retrying as an update", event.event_id)
-                continue
-            if isinstance(outcome, IngestResult):
-                return outcome
-            return self.dead_letter(topic, payload, outcome.reason)
-        raise AssertionError("unreachable")
+        outcome = self._upsert_event(session, event)
+        if isinstance(outcome, IngestResult):
+            return outcome
+        return self._dead_letter_in(session, topic, payload, outcome.reason)
 
-    def _upsert_event(self, event: Event) -> IngestResult | Conflict:
+    def _upsert_event(self, session: Session, event: Event) -> IngestResult | Conflict:
         """Insert or update the row; a ``Conflict`` means the message must become a dead letter."""
         now = self._clock()
-        with self._db.session() as session:
-            row = session.get(EventRow, str(event.event_id), with_for_update=True)
-            if row is None:
-                row = _new_event_row(event, now)
-                row.ward_id = camera_ward(session, event.node_id, event.camera_id, now)
-                session.add(row)
-                session.flush()
-                _link_evidence(session, row.event_id, set(), event.evidence)
-                session.flush()
-                return IngestResult.INSERTED
-            for field in IDENTITY_FIELDS:
-                stored, incoming = getattr(row, field), str(getattr(event, field))
-                if stored != incoming:
-                    reason = (
-                        f"event_id {row.event_id} already belongs to {field}={stored!r}, not {incoming!r}"
-                    )
-                    return Conflict(reason)
-            stored_key = (PHASE_RANK[row.phase], row.observed_at)
-            incoming_key = (PHASE_RANK[event.phase.value], event.observed_at)
-            decided = row.review_status != ReviewStatus.PENDING.value
-            if decided:
-                history = _latest_history(session, row.event_id)
-                if history is not None:
-                    stored_key = max(stored_key, (PHASE_RANK[history.phase], history.observed_at))
-            if incoming_key == stored_key:
-                differs = _differs_from_history(session, row, event) if decided else _differs(row, event)
-                if differs:
-                    return Conflict(
-                        f"event_id {row.event_id}: a different message with the same phase and "
-                        f"observed_at is already stored ({differs})"
-                    )
-                return IngestResult.DUPLICATE
-            if incoming_key < stored_key:
-                return IngestResult.STALE
-            known = {str(ref.get("sha256")) for ref in row.evidence}
-            if decided:
-                _keep_as_history(session, row, event, now)
-                _link_evidence(session, row.event_id, known, event.evidence)
-                return IngestResult.HISTORY
-            _apply_newer(row, event, now)
-            row.version += 1
+        # The database decides who inserts (INSERT ... ON CONFLICT DO NOTHING): of two workers racing on one
+        # id exactly one creates the row; the other finds it below, locked, and applies the phase order.
+        new = _new_event_row(event, now)
+        new.ward_id = camera_ward(session, event.node_id, event.camera_id, now)
+        if _insert_if_new(session, new):
+            _link_evidence(session, new.event_id, set(), event.evidence)
+            session.flush()
+            return IngestResult.INSERTED
+        row = session.get(EventRow, str(event.event_id), with_for_update=True)
+        if row is None:  # cannot happen: the insert found a conflicting row in this transaction
+            raise IntegrityError("event row vanished after a conflicting insert", None, Exception())
+        for field in IDENTITY_FIELDS:
+            stored, incoming = getattr(row, field), str(getattr(event, field))
+            if stored != incoming:
+                reason = f"event_id {row.event_id} already belongs to {field}={stored!r}, not {incoming!r}"
+                return Conflict(reason)
+        stored_key = (PHASE_RANK[row.phase], row.observed_at)
+        incoming_key = (PHASE_RANK[event.phase.value], event.observed_at)
+        decided = row.review_status != ReviewStatus.PENDING.value
+        if decided:
+            history = _latest_history(session, row.event_id)
+            if history is not None:
+                stored_key = max(stored_key, (PHASE_RANK[history.phase], history.observed_at))
+        if incoming_key == stored_key:
+            differs = _differs_from_history(session, row, event) if decided else _differs(row, event)
+            if differs:
+                return Conflict(
+                    f"event_id {row.event_id}: a different message with the same phase and "
+                    f"observed_at is already stored ({differs})"
+                )
+            return IngestResult.DUPLICATE
+        if incoming_key < stored_key:
+            return IngestResult.STALE
+        known = {str(ref.get("sha256")) for ref in row.evidence}
+        if decided:
+            _keep_as_history(session, row, event, now)
             _link_evidence(session, row.event_id, known, event.evidence)
-            return IngestResult.UPDATED
+            return IngestResult.HISTORY
+        _apply_newer(row, event, now)
+        row.version += 1
+        _link_evidence(session, row.event_id, known, event.evidence)
+        return IngestResult.UPDATED
 
     # -- node status ----------------------------------------------------------------------------------------
 
-    def _ingest_status(self, node: str, topic: str, payload: bytes) -> IngestResult:
+    def _ingest_status(self, session: Session, node: str, topic: str, payload: bytes) -> IngestResult:
         try:
             status = NodeStatus.model_validate_json(payload)
         except ValidationError as exc:
-            return self.dead_letter(topic, payload, describe_validation_error(exc))
+            return self._dead_letter_in(session, topic, payload, describe_validation_error(exc))
         if status.node_id != node:
-            return self.dead_letter(
-                topic, payload, f"node_id {status.node_id!r} does not match topic node {node!r}"
+            return self._dead_letter_in(
+                session, topic, payload, f"node_id {status.node_id!r} does not match topic node {node!r}"
             )
-        try:
-            return self._upsert_status(status)
-        except DataError as exc:
-            return self.dead_letter(topic, payload, f"database refused the status: {exc.orig}")
+        return self._upsert_status(session, status)
 
-    def _upsert_status(self, status: NodeStatus) -> IngestResult:
+    def _upsert_status(self, session: Session, status: NodeStatus) -> IngestResult:
         now = self._clock()
-        with self._db.session() as session:
-            row = session.get(NodeStatusRow, status.node_id, with_for_update=True)
-            if row is None:
-                row = NodeStatusRow(node_id=status.node_id)
-                session.add(row)
-                result = IngestResult.INSERTED
-            elif status.at < row.at and not _is_last_will(status, row):
-                return IngestResult.STALE
-            elif status.at == row.at and status.state.value == row.state:
-                return IngestResult.DUPLICATE
-            else:
-                result = IngestResult.UPDATED
-            row.state = status.state.value
-            row.at = status.at if result is IngestResult.INSERTED else max(row.at, status.at)
-            row.software = status.software
-            row.model_name = status.model.name if status.model else None
-            row.model_sha256 = status.model.sha256 if status.model else None
-            row.config_version = status.config_version
-            row.received_at = now
+        row = session.get(NodeStatusRow, status.node_id, with_for_update=True)
+        if row is None:
+            row = NodeStatusRow(node_id=status.node_id)
+            session.add(row)
+            result = IngestResult.INSERTED
+        elif status.at < row.at and not _is_last_will(status, row):
+            return IngestResult.STALE
+        elif status.at == row.at and status.state.value == row.state:
+            return IngestResult.DUPLICATE
+        else:
+            result = IngestResult.UPDATED
+        row.state = status.state.value
+        row.at = status.at if result is IngestResult.INSERTED else max(row.at, status.at)
+        row.software = status.software
+        row.model_name = status.model.name if status.model else None
+        row.model_sha256 = status.model.sha256 if status.model else None
+        row.config_version = status.config_version
+        row.received_at = now
+        session.flush()  # a concurrent insert of the same node fails here and the batch is retried
         return result
 
     # -- dead letters ---------------------------------------------------------------------------------------
@@ -365,23 +422,27 @@ class Ingestor:
         return self._count("poison", self.dead_letter(topic, payload, error))
 
     def dead_letter(self, topic: str, payload: bytes, error: str) -> IngestResult:
-        """Keep a message central could not accept, with the reason and its exact bytes."""
+        """Keep a message central could not accept, with the reason and its bytes (its own transaction)."""
+        with self._db.session() as session:
+            return self._dead_letter_in(session, topic, payload, error)
+
+    def _dead_letter_in(self, session: Session, topic: str, payload: bytes, error: str) -> IngestResult:
+        """``dead_letter`` inside the caller's transaction; payloads beyond ``MAX_DEAD_LETTER_BYTES`` are cut."""
         size = len(payload)
         kept = payload[:MAX_DEAD_LETTER_BYTES]
         if size > len(kept):
             error = f"{error} (payload truncated to {len(kept)} of {size} bytes)"
         log.warning("dead letter on %s: %s", topic, error)
-        with self._db.session() as session:
-            session.add(
-                DeadLetterRow(
-                    received_at=self._clock(),
-                    topic=_storable_text(topic),
-                    payload=_storable_text(kept.decode("utf-8", errors="replace")),
-                    payload_b64=base64.b64encode(kept).decode("ascii"),
-                    payload_size=size,
-                    error=_storable_text(error),
-                )
+        session.add(
+            DeadLetterRow(
+                received_at=self._clock(),
+                topic=_storable_text(topic),
+                payload=_storable_text(kept.decode("utf-8", errors="replace")),
+                payload_b64=base64.b64encode(kept).decode("ascii"),
+                payload_size=size,
+                error=_storable_text(error),
             )
+        )
         return IngestResult.DEAD_LETTER
 
 
@@ -488,9 +549,43 @@ def _is_last_will(status: NodeStatus, row: NodeStatusRow) -> bool:
     return status.state is NodeState.OFFLINE and row.state == NodeState.ONLINE.value
 
 
+def _retryable(exc: OperationalError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in RETRYABLE_SQLSTATES or "locked" in str(exc.orig)
+
+
 def _storable_text(text: str) -> str:
     """Text every backend accepts: PostgreSQL refuses NUL characters (the exact bytes stay in base64)."""
     return text.replace("\x00", "\ufffd")
+
+
+def _insert_if_new(session: Session, row: EventRow) -> bool:
+    """``INSERT ... ON CONFLICT (event_id) DO NOTHING``: True when this transaction created the row.
+
+    The database arbitrates: a concurrent insert of the same id either waits for ours (PostgreSQL) or is
+    serialised (SQLite), and exactly one of them sees a row count of 1.
+    """
+    values = {
+        c.name: getattr(row, c.key)
+        for c in EventRow.__table__.columns
+        if getattr(row, c.key, None) is not None
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(EventRow).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
+    return session.execute(statement.returning(EventRow.event_id)).scalar() is not None
+
+
+def _row_values(row: EventRow) -> dict[str, Any]:
+    """Every column of a new row for a Core insert (scalar column defaults applied, so all rows share keys)."""
+    values: dict[str, Any] = {}
+    for column in EventRow.__table__.columns:
+        value = getattr(row, column.key, None)
+        default = column.default
+        if value is None and default is not None and getattr(default, "is_scalar", False):
+            value = getattr(default, "arg", None)
+        if value is not None or column.nullable:
+            values[column.name] = value
+    return values
 
 
 def _new_event_row(event: Event, now: datetime) -> EventRow:

@@ -4,11 +4,12 @@ The connection itself is a ``central.messaging.client.MqttClient``; durability c
 
 * a stable client id (``central-<hostname>``) with ``clean_session=False``, so the broker keeps central's
   subscriptions and queues QoS 1 messages while central is down or restarting;
-* manual acknowledgement: a message is acknowledged only after the ingestor has committed it (a dead letter
-  counts as committed). A message that keeps failing while the database works (a bug, a poison message) is
-  dead-lettered after a few attempts. If the database is unavailable the callback keeps retrying; paho's
-  network thread is blocked meanwhile, the broker eventually drops the connection and redelivers the
-  unacknowledged message after the reconnect, and idempotent ingest turns any repeat into a ``duplicate``;
+* manual acknowledgement after a group commit: paho's thread only queues events and status messages for the
+  ingest workers (``workers.py``), which commit many per transaction and then acknowledge each one to the
+  broker and send each node its end-to-end ``acks`` (a dead letter counts as committed). A message that keeps
+  failing while the database works is dead-lettered after a few attempts; while the database is down nothing
+  is acknowledged, and the broker redelivers after a reconnect (idempotent ingest turns repeats into
+  ``duplicate``);
 * paho's own reconnect loop (``loop_start`` thread, backoff from 1 s to 60 s), also when the broker is not up
   yet at startup (``connect_async``).
 
@@ -33,14 +34,12 @@ import paho.mqtt.client as mqtt
 
 from central.messaging.client import DEFAULT_SESSION_EXPIRY_S, BrokerAddress, MqttClient
 from central.messaging.ingest import Ingestor
+from central.messaging.workers import IngestWorkers
 from edge_agent.contract import Topics
 
 log = logging.getLogger(__name__)
 
 QOS = 1
-RETRY_MAX_S = 30.0
-# After this many failed attempts (about 7 s of backoff) a message is dead-lettered, if the database works.
-QUARANTINE_AFTER_ATTEMPTS = 5
 
 
 class MqttSubscriber:
@@ -57,21 +56,35 @@ class MqttSubscriber:
         username: str | None = None,
         password: str | None = None,
         keepalive_s: int = 30,
-        sleep: Callable[[float], bool] | None = None,
         shared_group: str | None = None,
         session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
+        workers: int = 1,
+        batch_max: int = 500,
+        batch_wait_s: float = 0.02,
+        mqtt5: bool = False,
+        housekeeping: Callable[[], object] | None = None,
     ) -> None:
         self._ingestor = ingestor
         self.shared_group = shared_group
         self._stopping = threading.Event()
-        # Waits between ingest retries; returns True when stop() was called (so retries end promptly).
-        self._sleep = sleep or self._stopping.wait
+        v5 = mqtt5 or shared_group is not None
         self.client = MqttClient(
             "ingest",
             BrokerAddress(host, port, client_id, username, password, keepalive_s),
-            mqtt5=shared_group is not None,
+            mqtt5=v5,
             session_expiry_s=session_expiry_s,
             manual_ack=True,
+            receive_maximum=min(65535, max(batch_max * workers * 2, 20)) if v5 else None,
+        )
+        self.workers = IngestWorkers(
+            ingestor,
+            topics,
+            ack=self.client.ack,
+            publish=self.client.publish_nowait,
+            workers=workers,
+            batch_max=batch_max,
+            batch_wait_s=batch_wait_s,
+            housekeeping=housekeeping,
         )
         events = topics.all_events()
         if shared_group is not None:
@@ -108,11 +121,13 @@ class MqttSubscriber:
     def start(self) -> None:
         """Connect in the background and keep reconnecting; returns at once even if the broker is down."""
         self._stopping.clear()
+        self.workers.start()
         self.client.start()
 
     def stop(self) -> None:
         """End pending retries, disconnect cleanly (the broker keeps the persistent session)."""
         self._stopping.set()
+        self.workers.stop()
         self.client.stop()
 
     # -- handlers (paho's network thread) -------------------------------------------------------------------
@@ -122,36 +137,5 @@ class MqttSubscriber:
         self._ingestor.observe_heartbeat(message.topic, bytes(message.payload))
 
     def ingest_message(self, message: mqtt.MQTTMessage) -> None:
-        """Ingest with retries; acknowledge only once committed (a dead letter counts as committed)."""
-        payload = bytes(message.payload)
-        delay = 0.5
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self._ingestor.ingest(message.topic, payload)
-                break
-            except Exception as exc:
-                log.exception("MQTT: ingest of a message on %s failed (attempt %d)", message.topic, attempt)
-                if attempt >= QUARANTINE_AFTER_ATTEMPTS and self._quarantine(
-                    message.topic, payload, attempt, exc
-                ):
-                    break
-            if self._sleep(delay):
-                return  # stopping: leave it unacknowledged, the broker redelivers after restart
-            delay = min(delay * 2, RETRY_MAX_S)
-        self.client.ack(message)
-
-    def _quarantine(self, topic: str, payload: bytes, attempts: int, exc: Exception) -> bool:
-        """Dead-letter a message that keeps failing so one poison message cannot block all ingest.
-
-        During a database outage this fails too, and the message is simply retried until the database is back.
-        """
-        try:
-            self._ingestor.quarantine(
-                topic, payload, f"ingest failed {attempts} times: {type(exc).__name__}: {exc}"
-            )
-        except Exception:
-            log.exception("MQTT: could not dead-letter the failing message either; will retry")
-            return False
-        return True
+        """Queue for the ingest workers; they acknowledge it once committed (a dead letter counts)."""
+        self.workers.submit(message)

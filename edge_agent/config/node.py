@@ -158,14 +158,35 @@ class OutboxConfig(Strict):
         description="At shutdown, how long to keep delivering while connected; the rest stays spooled for the "
         "next start.",
     )
-    republish_window_s: float = Field(
-        default=120.0,
-        ge=0.0,
+    ack_timeout_s: float = Field(
+        default=60.0,
+        gt=0.0,
         le=86_400.0,
-        description="Events the broker acknowledged stay spooled this long and are published again after an "
-        "unplanned disconnect or a restart: Mosquitto saves its state only every autosave_interval, so a broker "
-        "that crashes forgets what it acknowledged since. Keep it above the broker's autosave interval plus 1.5 x "
-        "keepalive; 0 removes an event at its PUBACK.",
+        description="How long an event the broker acknowledged may wait for central's end-to-end "
+        "acknowledgement, while central acknowledges nothing newer, before it is published again (a broker "
+        "that crashed or dropped it, or central down). The wait doubles with each resend of the same event, up "
+        "to ack_timeout_max_s. Nothing is republished on reconnects.",
+    )
+    ack_gap_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=3600.0,
+        description="An event still unacknowledged when central acknowledged one published this much later was "
+        "lost on the way (central commits a node's events roughly in order): published again at once.",
+    )
+    max_unconfirmed: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="At most this many events the broker acknowledged may await central's acknowledgement; "
+        "the node sends more as central confirms (flow control: a backlog never floods the broker's queues, "
+        "and the wait for central stays short).",
+    )
+    ack_timeout_max_s: float = Field(
+        default=600.0,
+        gt=0.0,
+        le=86_400.0,
+        description="Cap of the doubling wait for central's acknowledgement.",
     )
 
     @model_validator(mode="after")

@@ -148,6 +148,8 @@ class HeartbeatBuilder:
                 max_bytes=stats.max_bytes,
                 oldest_age_s=None if oldest is None else max(0.0, self._wall_seconds() - oldest),
                 dropped={f"{k}.{r}": n for (k, r), n in sorted(stats.drops.items())},
+                awaiting_central=stats.awaiting_central,
+                unconfirmed_resent=stats.unconfirmed_resent,
             ),
             mqtt_reconnects=self._reconnects(),
             disk_free_bytes=disk_free(self._disk_path),

@@ -115,7 +115,8 @@ class OutboxStats:
     max_bytes: int
     oldest_created_at: float | None
     drops: dict[tuple[str, str], int]
-    lingering: int = 0  # acknowledged rows kept for republishing after a broker crash
+    awaiting_central: int = 0  # the broker acknowledged them, central has not yet (they stay spooled)
+    unconfirmed_resent: int = 0  # republished because central never acknowledged them (exact across restarts)
 
     @property
     def depth(self) -> int:
@@ -261,7 +262,9 @@ class DeliveryStats:
     queued: int = 0
     published: int = 0
     publish_retries: int = 0
-    republished: int = 0
+    republished: int = 0  # messages published again because central did not acknowledge them in time
+    sent: int = 0  # event publishes handed to MQTT (first tries and republishes): the cost of delivery
+    confirmed: int = 0  # messages central acknowledged end to end (then forgotten)
     refused_by_broker: int = 0
     spool_failures: int = 0
     heartbeats: int = 0

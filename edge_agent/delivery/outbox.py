@@ -3,21 +3,21 @@
 Why SQLite: a crash-safe, single-file, transactional store that ships with Python and is robust on SD cards;
 the spool is small (rows reference evidence files, they do not copy them) and has one writer process.
 
-Durability. A row is committed before the message or upload it describes is attempted, and deleted only once
-the broker (PUBACK) or central (HTTP 2xx) acknowledged it. With WAL, ``synchronous=FULL`` fsyncs the log at
-every commit, so a committed row survives ``kill -9`` *and* power loss; ``NORMAL`` survives ``kill -9`` (the
-WAL is in the page cache, the OS writes it) but power loss may roll back the last commits -- never corrupt the
-file. FULL is the default because the spool is the only copy of an event once the camera moved on, and the
-cost (one fsync per commit, ~2 ms on a VM disk, more on an SD card) is small at violation rates; acks are
-batched into one commit per window. Evidence files are fsynced before the row that references them commits,
-so after a power cut a row never points at a file that did not reach the disk.
+Durability. A row is committed before the message or upload it describes is attempted. An upload row goes when
+central accepted the bytes (HTTP 2xx); a QoS 1 message row goes only when *central* acknowledged it end to end
+(``confirmed``: its ``message_digest`` came back on ``{prefix}/nodes/{node}/acks`` after central's commit), never
+at the broker's PUBACK. With WAL, ``synchronous=FULL`` fsyncs the log at every commit, so a committed row
+survives ``kill -9`` *and* power loss; ``NORMAL`` survives ``kill -9`` but power loss may roll back the last
+commits -- never corrupt the file. FULL is the default because the spool is the only copy of an event once the
+camera moved on; acknowledgements are batched into one commit. Evidence files are fsynced before the row that
+references them commits, so after a power cut a row never points at a file that did not reach the disk.
 
-Broker crashes. Mosquitto's persistence is a periodic snapshot (``autosave_interval``), not a log: a broker
-that is killed forgets the messages it acknowledged since its last save and had not yet passed on. So a PUBACKed
-QoS 1 row is not deleted at once: it lingers ``linger_s`` seconds (acknowledged, no longer published) and
-``requeue_acked`` makes every lingering row pending again after an unplanned disconnect, and at every start.
-Central's ingest is idempotent, so the price is a few duplicates after each connection loss; the window must
-exceed the broker's autosave interval plus the time the node needs to notice the loss (1.5 x keepalive).
+Broker crashes and queue limits. The broker's PUBACK only moves a row to *awaiting central* (``acked``): a broker
+killed without persistence, or one that silently drops what exceeds its queue limits, loses messages it
+acknowledged. A row awaiting central is published again (``requeue_unconfirmed``) when central confirmed a row
+published ``ack_gap_s`` later (a gap), or after ``ack_timeout_s`` of silence (doubling per resend, capped at
+``ack_timeout_max_s``), and counted (``unconfirmed_resent``): that count is how broker drops become visible. Nothing else is republished, so a flapping link costs no duplicates
+beyond paho's own DUP resends of what was in flight.
 
 Ordering. Messages leave in insertion order among those that are *ready*: every upload of the message is done,
 its retry time has come, and no earlier message with the same ``key`` (the event id) is still waiting -- so
@@ -55,7 +55,7 @@ from edge_agent.delivery.items import (
     backoff_delay,
     fsync_path,
 )
-from edge_agent.delivery.schema import SCHEMA, SCHEMA_VERSION
+from edge_agent.delivery.schema import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,19 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         retry_initial_s: float = 1.0,
         retry_max_s: float = 120.0,
-        linger_s: float = 0.0,
+        ack_timeout_s: float = 60.0,
+        ack_timeout_max_s: float = 600.0,
+        ack_gap_s: float = 10.0,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
-        self.linger_s = linger_s
+        self.ack_timeout_s = ack_timeout_s
+        self.ack_timeout_max_s = max(ack_timeout_s, ack_timeout_max_s)
+        self.ack_gap_s = ack_gap_s
+        # The publish time of the newest message central confirmed: anything published ack_gap_s before it and
+        # still unconfirmed was lost on the way (central commits a node's messages roughly in order).
+        self._confirmed_watermark = 0.0
         self._fsync_files = synchronous == "FULL"
         self._clock = clock
         self._retry = (retry_initial_s, retry_max_s)
@@ -104,12 +111,17 @@ class Outbox:
                 raise OutboxError(
                     f"{path} was written by a newer agent (schema {version} > {SCHEMA_VERSION})"
                 )
+            if version == 1:
+                self._db.executescript(MIGRATE_FROM_1)
             self._db.executescript(SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             # A restart is a natural retry point; it also heals retry times set under a wrong wall clock
-            # (a Pi without RTC boots in 1970 or in the future until NTP answers).
+            # (a Pi without RTC boots in 1970 or in the future until NTP answers). Rows awaiting central keep
+            # waiting (their timeout republishes them); a future timestamp is clamped to now.
             with self._tx():
-                self._db.execute("UPDATE messages SET not_before = 0, acked_at = NULL")
+                now = self._clock()
+                self._db.execute("UPDATE messages SET not_before = 0")
+                self._db.execute("UPDATE messages SET acked_at = ? WHERE acked_at > ?", (now, now))
                 self._db.execute("UPDATE uploads SET not_before = 0")
         except sqlite3.DatabaseError as err:
             self._db.close()
@@ -141,8 +153,6 @@ class Outbox:
     def _put_one(self, item: Item, now: float) -> PutResult:
         uploads = list({u.sha256: u for u in item.uploads}.values())
         need = len(item.payload) + sum(u.size for u in uploads)
-        if self._bytes + need > self.max_bytes and self._purge(self._bytes + need - self.max_bytes):
-            log.warning("outbox full: acknowledged messages forgotten before their republish window ended")
         if self._bytes + need > self.max_bytes:
             self._evict_telemetry(self._bytes + need - self.max_bytes)
         shed: list[str] = []
@@ -201,9 +211,6 @@ class Outbox:
         self._bytes -= freed
         return len(victims), freed
 
-    def _purge(self, excess: float) -> int:
-        return self._delete_oldest("acked_at IS NOT NULL", "acked_at, id", excess)[0]
-
     def _evict_telemetry(self, excess: int) -> None:
         where = "klass = 'telemetry' AND acked_at IS NULL"
         evicted, freed = self._delete_oldest(where, "id", excess)
@@ -258,11 +265,12 @@ class Outbox:
 
     def stats(self) -> OutboxStats:
         with self._lock:
-            violations, telemetry, lingering, uploads, oldest = self._db.execute(
-                "SELECT (SELECT COUNT(*) FROM messages WHERE acked_at IS NULL AND klass = 'violation'),"
-                " (SELECT COUNT(*) FROM messages WHERE acked_at IS NULL AND klass = 'telemetry'),"
+            violations, telemetry, awaiting, uploads, oldest, resent = self._db.execute(
+                "SELECT (SELECT COUNT(*) FROM messages WHERE klass = 'violation'),"
+                " (SELECT COUNT(*) FROM messages WHERE klass = 'telemetry'),"
                 " (SELECT COUNT(*) FROM messages WHERE acked_at IS NOT NULL), (SELECT COUNT(*) FROM uploads),"
-                " (SELECT MIN(created_at) FROM messages WHERE acked_at IS NULL)"
+                " (SELECT MIN(created_at) FROM messages),"
+                " (SELECT COALESCE(SUM(n), 0) FROM counters WHERE name = 'unconfirmed_resent')"
             ).fetchone()
             drops = {(k, r): n for k, r, n in self._db.execute("SELECT klass, reason, n FROM drops")}
             total = self._bytes
@@ -273,13 +281,14 @@ class Outbox:
             self.max_bytes,
             oldest,
             drops,
-            lingering,
+            awaiting,
+            resent,
         )
 
     def depth(self) -> int:
-        """Messages not yet acknowledged by the broker."""
+        """Messages central has not acknowledged yet (awaiting the broker or central): what a node still owes."""
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM messages WHERE acked_at IS NULL").fetchone()[0])
+            return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
 
     def dead_letters(self) -> list[dict[str, object]]:
         """Everything dead-lettered on this node (for technicians and tests), oldest first."""
@@ -292,23 +301,30 @@ class Outbox:
 
     # -- outcomes -------------------------------------------------------------------------------------------
 
+    def published_many(self, rows: Sequence[tuple[int, str]]) -> None:
+        """These rows' bytes are about to go to MQTT: remember each digest (what central will acknowledge)."""
+        if not rows:
+            return
+        with self._lock, self._tx():
+            now = self._clock()
+            self._db.executemany(
+                "UPDATE messages SET digest = ?, published_at = ? WHERE id = ?",
+                [(d, now, i) for i, d in rows],
+            )
+
     def acked(self, ids: Iterable[int]) -> int:
-        """The broker acknowledged these rows (one commit for the batch): QoS 1 rows linger ``linger_s``
-        (see the module docstring), QoS 0 rows and all rows without a linger window are removed."""
+        """The broker acknowledged these rows (one commit for the batch): QoS 0 rows are done and removed;
+        QoS 1 rows only start *awaiting central* (``confirmed`` removes them). Returns how many changed."""
         batch = list(ids)
         if not batch:
             return 0
         marks = ",".join("?" * len(batch))
         with self._lock, self._tx():
             removed, freed = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM messages"
-                f" WHERE id IN ({marks}) AND acked_at IS NULL AND (qos = 0 OR ? <= 0)",
-                [*batch, self.linger_s],
+                f"SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM messages WHERE id IN ({marks}) AND qos = 0",
+                batch,
             ).fetchone()
-            self._db.execute(
-                f"DELETE FROM messages WHERE id IN ({marks}) AND acked_at IS NULL AND (qos = 0 OR ? <= 0)",
-                [*batch, self.linger_s],
-            )
+            self._db.execute(f"DELETE FROM messages WHERE id IN ({marks}) AND qos = 0", batch)
             cur = self._db.execute(
                 f"UPDATE messages SET acked_at = ? WHERE id IN ({marks}) AND acked_at IS NULL",
                 [self._clock(), *batch],
@@ -316,18 +332,66 @@ class Outbox:
             self._bytes -= int(freed)
         return int(removed) + cur.rowcount
 
-    def purge_acked(self) -> int:
-        """Remove rows acknowledged more than ``linger_s`` ago; returns how many."""
+    def confirmed(self, digests: Iterable[str]) -> int:
+        """Central committed the messages with these digests: forget them (one commit); returns how many."""
+        batch = list(set(digests))
+        if not batch:
+            return 0
+        removed = 0
         with self._lock, self._tx():
-            before = self._clock() - self.linger_s
-            return self._delete_oldest("acked_at <= ?", "acked_at, id", float("inf"), before)[0]
+            for start in range(0, len(batch), 500):  # SQLite's bound-parameter limit
+                part = batch[start : start + 500]
+                marks = ",".join("?" * len(part))
+                n, freed, newest = self._db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MAX(published_at) FROM messages"
+                    f" WHERE digest IN ({marks})",
+                    part,
+                ).fetchone()
+                if newest is not None:
+                    self._confirmed_watermark = max(self._confirmed_watermark, float(newest))
+                self._db.execute(f"DELETE FROM messages WHERE digest IN ({marks})", part)
+                self._bytes -= int(freed)
+                removed += int(n)
+        return removed
 
-    def requeue_acked(self) -> int:
-        """After an unplanned disconnect: publish every lingering row again (the broker may have lost it)."""
+    def awaiting_central(self) -> int:
+        """Rows the broker acknowledged that central has not (the publisher bounds them: flow control)."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM messages WHERE acked_at IS NOT NULL").fetchone()
+        return int(row[0])
+
+    def requeue_unconfirmed(self) -> int:
+        """Publish again what the broker acknowledged but central did not; returns how many. A row goes again
+
+        * when central confirmed a message published more than ``ack_gap_s`` after it (a gap: the broker
+          lost this one -- central commits a node's messages roughly in order), or
+        * after ``ack_timeout_s`` without central's word at all, the wait doubling with every resend of the
+          row (capped), so a central that is down for an hour is not flooded with copies when it returns."""
+        now = self._clock()
+        gap_before = self._confirmed_watermark - self.ack_gap_s
         with self._lock, self._tx():
-            return self._db.execute(
-                "UPDATE messages SET acked_at = NULL, not_before = 0 WHERE acked_at IS NOT NULL"
-            ).rowcount
+            rows = self._db.execute(
+                "SELECT id, acked_at, resends, published_at FROM messages"
+                " WHERE acked_at IS NOT NULL AND (acked_at <= ? OR published_at < ?)",
+                (now - self.ack_timeout_s, gap_before),
+            ).fetchall()
+            due = [
+                (int(r[0]),)
+                for r in rows
+                if (r[3] is not None and float(r[3]) < gap_before)
+                or float(r[1]) + min(self.ack_timeout_s * 2 ** min(int(r[2]), 16), self.ack_timeout_max_s)
+                <= now
+            ]
+            self._db.executemany(
+                "UPDATE messages SET acked_at = NULL, not_before = 0, resends = resends + 1 WHERE id = ?", due
+            )
+            if due:
+                self._db.execute(
+                    "INSERT INTO counters (name, n) VALUES ('unconfirmed_resent', ?)"
+                    " ON CONFLICT (name) DO UPDATE SET n = n + excluded.n",
+                    (len(due),),
+                )
+        return len(due)
 
     def retry_message(self, message_id: int, error: str) -> float:
         """A publish failed transiently: try again after a jittered backoff; returns the delay."""

@@ -4,15 +4,19 @@
 
 * the **uploader** sends spooled evidence to central, throttled, snapshots before clips (``uploader.py``);
 * the **sender** publishes every message whose evidence central accepted, at QoS 1, keeping at most
-  ``mqtt.max_inflight`` unacknowledged (paho's window is set to the same number, so nothing queues in paho's
-  memory), and removes a row from the outbox only when its PUBACK arrived; it also spools a heartbeat every
-  ``mqtt.heartbeat_s`` (QoS 0, telemetry class);
+  ``mqtt.max_inflight`` unacknowledged by the broker (paho's window is set to the same number, so nothing queues
+  in paho's memory). The broker's PUBACK only frees the window: a row leaves the outbox when *central* says it
+  committed it (end-to-end acknowledgement on ``{prefix}/nodes/{node}/acks``, by ``message_digest``). A row is
+  published again only when central confirmed a newer one (``outbox.ack_gap_s``: lost on the way) or stayed
+  silent for ``outbox.ack_timeout_s`` (doubling per resend); at most ``outbox.max_unconfirmed`` rows await
+  central at once (flow control: a backlog drains at central's pace instead of flooding the broker). It also
+  spools a heartbeat every ``mqtt.heartbeat_s`` (QoS 0, telemetry class);
 * **paho's network thread** keeps the MQTT session (``session.py``): persistent, retained ``status`` with an
   ``offline`` Last Will, reconnects with jittered exponential backoff.
 
 Unacknowledged QoS 1 messages stay in paho's session across reconnects (paho resends them with DUP); if the
-process dies they are still in the outbox and are published again at the next start. Central's ingest is
-idempotent on ``event_id``, so at-least-once is enough. An event whose evidence central refused for good is
+process dies they are still in the outbox and published again at the next start. Central's ingest is
+idempotent on ``event_id`` and acknowledges duplicates too, so at-least-once is enough. An event whose evidence central refused for good is
 published without that reference and with the measurement ``evidence_refused`` (see ``uploader.py``).
 """
 
@@ -32,7 +36,7 @@ import paho.mqtt.client as mqtt
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
-from edge_agent.contract import Event, ModelRef, Topics
+from edge_agent.contract import Event, ModelRef, Topics, message_digest
 from edge_agent.delivery.heartbeat import CameraSample, HeartbeatBuilder
 from edge_agent.delivery.items import (
     DeliveryStats,
@@ -95,7 +99,9 @@ class Publisher:
             synchronous=o.synchronous,
             retry_initial_s=o.retry_initial_s,
             retry_max_s=o.retry_max_s,
-            linger_s=o.republish_window_s,
+            ack_timeout_s=o.ack_timeout_s,
+            ack_timeout_max_s=o.ack_timeout_max_s,
+            ack_gap_s=o.ack_gap_s,
             rng=rng,
         )
         token = os.environ.get(NODE_TOKEN_ENV, "")
@@ -227,24 +233,23 @@ class Publisher:
                 self._settle()
                 if not self._draining and self._clock() >= self._next_heartbeat:
                     self._spool_heartbeat()
+                if self._clock() >= self._next_purge:
+                    self._next_purge = self._clock() + TICK_S
+                    self._republish_unconfirmed()
                 if self.session.connected.is_set():
-                    if self.session.lost:
-                        self.session.lost = False
-                        self._republish_acknowledged()
                     self._fill_window()
             except Exception:  # the thread must survive anything (a full disk, a bug) and keep trying
                 log.exception("outbox sender failed; continuing")
                 self._stop.wait(TICK_S)
 
-    def _republish_acknowledged(self) -> None:
-        n = self.outbox.requeue_acked()
+    def _republish_unconfirmed(self) -> None:
+        n = self.outbox.requeue_unconfirmed()
         if n:
             self.stats.republished += n
             log.warning(
-                "publishing %d message(s) again that the broker acknowledged in the last %.0f s: a broker that "
-                "crashed may have lost them (central ignores the duplicates)",
+                "publishing %d message(s) again: the broker acknowledged them but central did not within its "
+                "timeout (a broker that lost them, or central down); central ignores duplicates",
                 n,
-                self.cfg.outbox.republish_window_s,
             )
 
     def _spool_heartbeat(self) -> None:
@@ -265,16 +270,28 @@ class Publisher:
         free = self.cfg.mqtt.max_inflight - len(self._inflight)
         if free <= 0:
             return
+        # Flow control: what central has not confirmed yet is bounded, so a backlog drains at central's pace.
+        free = min(
+            free, self.cfg.outbox.max_unconfirmed - len(self._inflight) - self.outbox.awaiting_central()
+        )
+        if free <= 0:
+            return
         busy = {f.row for f in self._inflight.values()}
-        for m in self.outbox.ready_messages(free, exclude=busy):
+        ready = self.outbox.ready_messages(free, exclude=busy)
+        payloads = {m.id: final_payload(m) for m in ready}
+        # Digests are committed before the bytes leave: central's acknowledgement may beat our PUBACK.
+        self.outbox.published_many([(m.id, message_digest(payloads[m.id])) for m in ready if m.qos > 0])
+        for m in ready:
             try:
-                info = self.client.publish(m.topic, final_payload(m), qos=m.qos)
+                info = self.client.publish(m.topic, payloads[m.id], qos=m.qos)
             except ValueError as err:  # e.g. larger than MQTT allows: it can never be sent
                 self.outbox.dead_message(m.id, DropReason.REFUSED_BY_BROKER, f"paho refused it: {err}")
                 continue
             # QoS 1 without a connection stays queued in paho's session and goes out after the reconnect.
             if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and m.qos > 0):
                 self._inflight[info.mid] = _InFlight(m.id, m.qos, m.klass, m.label, self.session.epoch)
+                if m.klass is MessageClass.VIOLATION:
+                    self.stats.sent += 1
             else:
                 self.stats.publish_retries += 1
                 delay = self.outbox.retry_message(m.id, mqtt.error_string(info.rc))
@@ -283,7 +300,13 @@ class Publisher:
                 )
 
     def _settle(self) -> None:
-        """Apply the acknowledgements paho handed over: remove acked rows (one commit), retry or dead-letter."""
+        """Apply what paho handed over: central's confirmations (rows forgotten), the broker's PUBACKs (rows
+        awaiting central, one commit), retries and refusals."""
+        confirms: list[str] = []
+        while self.session.confirms:
+            confirms.append(self.session.confirms.popleft())
+        if confirms:
+            self.stats.confirmed += self.outbox.confirmed(confirms)
         acked: list[_InFlight] = []
         while self.session.acks:
             mid, rc = self.session.acks.popleft()
@@ -302,9 +325,6 @@ class Publisher:
         for mid, flight in list(self._inflight.items()):
             if flight.qos == 0 and flight.epoch != self.session.epoch:
                 del self._inflight[mid]
-        if self.outbox.linger_s > 0 and self._clock() >= self._next_purge:
-            self._next_purge = self._clock() + 1.0
-            self.outbox.purge_acked()
         if not acked:
             return
         self.outbox.acked(f.row for f in acked)

@@ -10,8 +10,9 @@
   reconnect delay has no jitter, so it is set to zero and ours is slept in ``on_pre_connect`` (paho's network
   thread has nothing else to do while disconnected); without jitter a ward's nodes reconnect in lockstep after
   the broker or a shared uplink comes back.
-* Acknowledgements are only handed over (``acks``): paho calls ``on_publish`` holding its message lock, so the
-  publisher's sender thread does the outbox work.
+* Acknowledgements are only handed over: the broker's PUBACKs (``acks``; paho calls ``on_publish`` holding its
+  message lock) and central's end-to-end acknowledgements (``confirms``, digests from ``{prefix}/nodes/{node}/acks``,
+  subscribed at QoS 1 on every connect); the publisher's sender thread does the outbox work.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import ValidationError
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
-from edge_agent.contract import ModelRef, NodeState, NodeStatus, Topics, utcnow
+from edge_agent.contract import Acks, ModelRef, NodeState, NodeStatus, Topics, utcnow
 from edge_agent.delivery.items import Backoff, DeliveryStats
 
 log = logging.getLogger(__name__)
@@ -56,14 +58,16 @@ class MqttSession:
         self.model = model
         self.stats = stats
         self.topic = Topics(cfg.topic_prefix).status(cfg.node_id)
+        self.acks_topic = Topics(cfg.topic_prefix).acks(cfg.node_id)
         self._stop = stop
         self._wake = wake
         self._backoff = Backoff(cfg.mqtt.reconnect_initial_s, cfg.mqtt.reconnect_max_s, rng)
         self.connect_delay = 0.0
         self.connected = threading.Event()
         self.epoch = 0  # connection generation: QoS 0 messages of an older one may never have left
-        self.lost = False  # an unplanned disconnect happened: the publisher republishes recent acks
         self.acks: deque[tuple[int, ReasonCode | None]] = deque()
+        self.confirms: deque[str] = deque()  # digests central committed (end-to-end acknowledgements)
+        self.bad_acks = 0  # unreadable messages on the acks topic (counted, logged)
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -86,6 +90,7 @@ class MqttSession:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def status(self, state: NodeState) -> bytes:
@@ -152,6 +157,8 @@ class MqttSession:
         session = "resumed" if flags.session_present else "new"
         log.info("mqtt connected to %s:%s (session %s)", m.host, m.port, session)
         client.publish(self.topic, self.status(NodeState.ONLINE), qos=1, retain=True)
+        # Every connect: a broker that restarted without persistence forgot the subscription.
+        client.subscribe(self.acks_topic, qos=1)
         self.connected.set()
         self._wake()
 
@@ -175,10 +182,25 @@ class MqttSession:
             return
         if was_connected:
             self.stats.disconnects += 1
-            self.lost = True
         self.connect_delay = self._backoff.next_delay()
         log.warning("mqtt connection lost (%s); reconnecting in %.1f s", rc, self.connect_delay)
 
     def _on_publish(self, _c: mqtt.Client, _ud: object, mid: int, rc: ReasonCode, _p: Properties) -> None:
         self.acks.append((mid, rc))
+        self._wake()
+
+    def _on_message(self, _c: mqtt.Client, _ud: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic != self.acks_topic:
+            return
+        try:
+            acks = Acks.from_json(bytes(message.payload))
+        except ValidationError as err:
+            self.bad_acks += 1
+            log.warning("unreadable acknowledgement from central ignored: %s", err.errors()[:1])
+            return
+        if acks.node_id != self.cfg.node_id:
+            self.bad_acks += 1
+            log.warning("acknowledgement for node %s on our topic ignored", acks.node_id)
+            return
+        self.confirms.extend(acks.digests)
         self._wake()

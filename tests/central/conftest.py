@@ -92,6 +92,8 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
             "secret_key": SECRET_KEY,
             "mqtt_enabled": False,
             "max_evidence_bytes": 64 * 1024,
+            # Tests ingest events of made-up nodes; enrollment checks: tests/central/messaging/test_workers.py.
+            "ingest_require_enrollment": False,
         }
         values.update(overrides)
         return Settings(**values)

@@ -42,6 +42,7 @@ def central(tmp: Path, http_port: int, mqtt_port: int) -> Iterator[str]:
         "STREETWATCH_MQTT_HOST": "127.0.0.1",
         "STREETWATCH_MQTT_PORT": str(mqtt_port),
         "STREETWATCH_MQTT_CLIENT_ID": "central-delivery-test",
+        "STREETWATCH_INGEST_REQUIRE_ENROLLMENT": "false",  # enrollment: tests/central/messaging/test_workers.py
     }
     log = tmp / "central.log"
     proc = subprocess.Popen(

@@ -25,6 +25,7 @@ from tests.e2e.test_delivery_support import (
     central_db,
     loadgen,
     node_config,
+    outbox_rows,
     running_broker,
 )
 
@@ -52,6 +53,8 @@ def test_shared_subscription_spreads_events_over_two_workers(tmp_path: Path) -> 
                     0.1,
                     "a heartbeat at every worker",
                 )
+                # Both workers acknowledged their share end to end: the node forgot every event.
+                wait_until(lambda: outbox_rows(tmp_path).get("violation", 0) == 0, 30, 0.1, "outbox emptied")
                 gen.signal(signal.SIGTERM)
                 assert gen.wait(30) == 0, gen.stderr()
             assert workers[0].seqs() == list(range(total))

@@ -47,6 +47,10 @@ def start_central(tmp: Path, mqtt_host: str | None, mqtt_port: int) -> Central:
         STREETWATCH_DATA_DIR=str(tmp / "central"),
         STREETWATCH_ADMIN_PASSWORD=ADMIN_PASSWORD,
         STREETWATCH_NODE_TOKEN=NODE_TOKEN,
+        # This test follows an event from the camera to the officer; enrollment and the authenticated embedded
+        # Mosquitto are tested in tests/e2e/test_embedded_broker.py and tests/central/messaging/test_workers.py.
+        STREETWATCH_INGEST_REQUIRE_ENROLLMENT="false",
+        STREETWATCH_EMBEDDED_BROKER="amqtt",
     )
     if mqtt_host:
         env.update(STREETWATCH_MQTT_HOST=mqtt_host, STREETWATCH_MQTT_PORT=str(mqtt_port))

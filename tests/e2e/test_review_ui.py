@@ -128,6 +128,9 @@ def central(tmp_path: Path) -> Iterator[Central]:
         STREETWATCH_NODE_TOKEN=NODE_TOKEN,
         STREETWATCH_EMBEDDED_MQTT_HOST="127.0.0.1",
         STREETWATCH_EMBEDDED_MQTT_PORT=str(mqtt_port),
+        # An anonymous test publisher stands in for a node: amqtt, and no enrollment check (issue 12 tests those).
+        STREETWATCH_EMBEDDED_BROKER="amqtt",
+        STREETWATCH_INGEST_REQUIRE_ENROLLMENT="false",
     )
     log = tmp_path / "central.log"
     with log.open("wb") as out:

@@ -70,6 +70,7 @@ def test_rendered_files_grant_each_node_only_its_own_topics() -> None:
         "topic write city/v1/nodes/+/config",
         "topic write city/v1/nodes/+/cmd",
         "topic write city/v1/signals/+",
+        "topic write city/v1/nodes/+/acks",
     ]
     assert blocks[2] == [
         "user node-a",
@@ -81,6 +82,7 @@ def test_rendered_files_grant_each_node_only_its_own_topics() -> None:
         "topic read city/v1/nodes/node-a/config",
         "topic read city/v1/nodes/node-a/cmd",
         "topic read city/v1/signals/+",
+        "topic read city/v1/nodes/node-a/acks",
     ]
     assert blocks[3][0] == "user node-b" and len(blocks) == 4
 

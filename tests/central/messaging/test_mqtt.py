@@ -17,7 +17,7 @@ from central.app import create_app
 from central.db.models import DeadLetterRow, EventRow, NodeStatusRow
 from central.db.session import Database
 from central.messaging.broker import BrokerStartError, EmbeddedBroker
-from central.messaging.ingest import Ingestor, IngestResult
+from central.messaging.ingest import Ingestor
 from central.messaging.subscriber import MqttSubscriber
 from central.settings import Settings
 from tests.central.factories import TOPICS, make_event, make_status
@@ -114,89 +114,6 @@ def test_messages_published_while_central_is_down_are_delivered(
     wait_until(lambda: count(db, EventRow) == 1, TIMEOUT_S, message="queued event delivered after restart")
 
 
-class FakeClient:
-    """Records acknowledgements instead of sending PUBACKs."""
-
-    def __init__(self) -> None:
-        self.acked: list[tuple[int, int]] = []
-
-    def ack(self, mid: int, qos: int) -> None:
-        self.acked.append((mid, qos))
-
-
-class FlakyIngestor:
-    """Fails like a database outage or a poison message ``failures`` times, then succeeds."""
-
-    def __init__(self, failures: int, quarantine_works: bool = True) -> None:
-        self.failures = failures
-        self.quarantine_works = quarantine_works
-        self.calls = 0
-        self.quarantined: list[str] = []
-
-    def ingest(self, topic: str, payload: bytes) -> IngestResult:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise RuntimeError("boom")
-        return IngestResult.INSERTED
-
-    def quarantine(self, topic: str, payload: bytes, error: str) -> IngestResult:
-        if not self.quarantine_works:
-            raise RuntimeError("database is down")
-        self.quarantined.append(error)
-        return IngestResult.DEAD_LETTER
-
-
-def message(qos: int = 1) -> mqtt.MQTTMessage:
-    msg = mqtt.MQTTMessage(mid=7, topic=TOPICS.events("node-1").encode())
-    msg.payload = b"{}"
-    msg.qos = qos
-    return msg
-
-
-@pytest.mark.parametrize(
-    ("failures", "quarantine_works", "stop_after_waits", "acked", "waits", "quarantined"),
-    [
-        pytest.param(0, True, None, [(7, 1)], [], 0, id="ok-first-time"),
-        pytest.param(3, True, None, [(7, 1)], [0.5, 1.0, 2.0], 0, id="acked-after-db-recovers"),
-        pytest.param(100, True, None, [(7, 1)], [0.5, 1.0, 2.0, 4.0], 1, id="poison-message-dead-lettered"),
-        pytest.param(
-            100, False, 6, [], [0.5, 1.0, 2.0, 4.0, 8.0, 16.0], 0, id="db-down-stop-leaves-it-unacked"
-        ),
-    ],
-)
-def test_message_is_acknowledged_only_once_committed(
-    failures: int,
-    quarantine_works: bool,
-    stop_after_waits: int | None,
-    acked: list[tuple[int, int]],
-    waits: list[float],
-    quarantined: int,
-) -> None:
-    slept: list[float] = []
-
-    def fake_sleep(seconds: float) -> bool:  # returns True when "stop" was requested
-        slept.append(seconds)
-        return stop_after_waits is not None and len(slept) >= stop_after_waits
-
-    flaky = FlakyIngestor(failures, quarantine_works)
-    subscriber = MqttSubscriber(
-        flaky,  # type: ignore[arg-type]
-        TOPICS,
-        host="127.0.0.1",
-        port=1,
-        client_id="unit",
-        sleep=fake_sleep,
-    )
-    fake = FakeClient()
-    subscriber.client._client = fake  # type: ignore[assignment]
-    subscriber.client._message_cb(fake, None, message())  # type: ignore[arg-type]
-    assert fake.acked == acked
-    assert slept == waits  # exponential backoff between attempts, no real sleeping
-    assert len(flaky.quarantined) == quarantined
-    if quarantined:
-        assert flaky.quarantined[0].startswith("ingest failed 5 times: RuntimeError: boom")
-
-
 def test_embedded_amqtt_relays_paho_qos1() -> None:
     """paho 2.x publisher -> amqtt -> paho 2.x subscriber, QoS 1 end to end."""
     port = free_port()
@@ -240,7 +157,13 @@ def test_embedded_broker_reports_a_busy_port() -> None:
 
 def test_create_app_runs_embedded_broker_and_ingests(make_settings: Callable[..., Settings]) -> None:
     port = free_port()
-    settings = make_settings(mqtt_enabled=True, embedded_mqtt_port=port, mqtt_client_id="central-test-app")
+    settings = make_settings(
+        mqtt_enabled=True,
+        embedded_mqtt_port=port,
+        mqtt_client_id="central-test-app",
+        ingest_require_enrollment=False,  # node-1 is not enrolled; enrollment is tested in test_workers.py
+        embedded_broker="amqtt",  # the embedded Mosquitto: tests/e2e/test_delivery_embedded.py
+    )
     app = create_app(settings)
     event = make_event()
     with TestClient(app) as client:
@@ -252,6 +175,7 @@ def test_create_app_runs_embedded_broker_and_ingests(make_settings: Callable[...
             "host": "127.0.0.1",
             "port": port,
             "client_id": "central-test-app",
+            "broker": f"amqtt (embedded, anonymous, no ACL) on 127.0.0.1:{port}",
         }
         with publisher("127.0.0.1", port) as node:
             publish(node, TOPICS.events("node-1"), event.to_json())

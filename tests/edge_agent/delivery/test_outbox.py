@@ -83,7 +83,12 @@ def test_messages_leave_in_order_and_only_when_acknowledged(make_outbox) -> None
     assert box.acked([ids[1], ids[3]]) == 2
     assert labels(box) == ["e0", "e2", "e4"]
     assert box.acked([ids[1]]) == 0  # a repeated ack is harmless
-    assert box.depth() == 3 and box.stats().bytes == 300
+    # The broker's PUBACK is not central's word: every row is still owed.
+    assert box.depth() == 5 and box.stats().bytes == 500 and box.stats().awaiting_central == 2
+    box.published_many([(ids[1], "d1"), (ids[3], "d3")])
+    assert box.confirmed(["d1", "d3", "unknown"]) == 2  # central committed them: forgotten
+    assert box.confirmed(["d1"]) == 0  # a repeated acknowledgement is harmless
+    assert box.depth() == 3 and box.stats().bytes == 300 and box.stats().awaiting_central == 0
 
 
 def test_phases_of_one_event_leave_in_order_and_uploads_gate_only_their_event(make_outbox, tmp_path) -> None:
@@ -114,30 +119,59 @@ def test_uploads_go_snapshots_first_then_clips_oldest_event_first(make_outbox, t
     assert box.stats().uploads == 0 and labels(box) == ["e0", "e1"]
 
 
-def test_acknowledged_rows_linger_and_come_back_after_a_broker_crash(make_outbox, clock) -> None:
-    """Mosquitto saves its state periodically: what it acknowledged since its last save dies with it. Rows
-    therefore stay ``linger_s`` after their PUBACK and are requeued after an unplanned disconnect."""
-    box = make_outbox(linger_s=10.0)
+def test_rows_the_broker_acknowledged_wait_for_central_and_come_back_after_its_timeout(
+    make_outbox, clock
+) -> None:
+    """A broker may acknowledge and then lose a message (killed without persistence, queue limits): a row stays
+    until central acknowledges its digest; after ``ack_timeout_s`` of silence it is published again (the wait
+    doubling per resend), counted as ``unconfirmed_resent``. Reconnects republish nothing."""
+    box = make_outbox(ack_timeout_s=10.0, ack_timeout_max_s=15.0)
     e0, _e1, h2 = box.put_many([event(0, "k"), event(1, "k"), beat(2)])
+    box.published_many([(e0.id, "d0")])  # type: ignore[list-item]
     assert box.acked([e0.id, h2.id]) == 2  # type: ignore[list-item]
     assert labels(box) == ["e1"]  # e1 no longer waits for e0; the heartbeat (QoS 0) is gone for good
-    assert box.depth() == 1 and box.stats().lingering == 1 and box.stats().bytes == 200
-    clock.now += 5.0
-    assert box.purge_acked() == 0
-    assert box.requeue_acked() == 1  # the connection dropped: e0 goes again, before e1
-    assert labels(box) == ["e0"]
+    assert box.depth() == 2 and box.stats().awaiting_central == 1 and box.stats().bytes == 200
+    clock.now += 9.0
+    assert box.requeue_unconfirmed() == 0
+    clock.now += 1.0
+    assert box.requeue_unconfirmed() == 1  # central silent for 10 s: e0 goes again, before e1
+    assert labels(box) == ["e0"] and box.stats().unconfirmed_resent == 1
     box.acked([e0.id])  # type: ignore[list-item]
-    clock.now += 10.0
-    assert box.purge_acked() == 1
-    assert box.stats().lingering == 0 and box.stats().bytes == 100 and labels(box) == ["e1"]
+    clock.now += 14.0
+    assert box.requeue_unconfirmed() == 0  # second wait: 20 s capped at 15 s
+    clock.now += 1.0
+    assert box.requeue_unconfirmed() == 1
+    box.acked([e0.id])  # type: ignore[list-item]
+    assert box.confirmed(["d0"]) == 1
+    assert box.stats().unconfirmed_resent == 2 and box.depth() == 1 and labels(box) == ["e1"]
 
 
-def test_lingering_rows_make_room_before_anything_is_dropped(make_outbox) -> None:
-    box = make_outbox(max_bytes=300, linger_s=60.0)
+def test_a_gap_in_central_acknowledgements_republishes_at_once(make_outbox, clock) -> None:
+    """Central confirmed e2, published 6 s after e0 and e1: e0 (still unconfirmed) was lost between the broker
+    and central and goes again without waiting for the timeout; e1, published within the gap, waits."""
+    box = make_outbox(ack_timeout_s=60.0, ack_gap_s=5.0)
+    e0, e1, e2 = box.put_many([event(0), event(1), event(2)])
+    box.published_many([(e0.id, "d0")])  # type: ignore[list-item]
+    clock.now += 2.0
+    box.published_many([(e1.id, "d1")])  # type: ignore[list-item]
+    clock.now += 4.0
+    box.published_many([(e2.id, "d2")])  # type: ignore[list-item]
+    box.acked([e0.id, e1.id, e2.id])  # type: ignore[list-item]
+    assert box.requeue_unconfirmed() == 0 and box.awaiting_central() == 3
+    assert box.confirmed(["d2"]) == 1
+    assert box.requeue_unconfirmed() == 1 and labels(box) == ["e0"]
+    assert box.awaiting_central() == 1 and box.stats().unconfirmed_resent == 1
+
+
+def test_rows_awaiting_central_are_never_evicted_and_survive_a_reopen(make_outbox, clock) -> None:
+    box = make_outbox(max_bytes=300)
     rows = box.put_many([event(0), event(1), beat(2)])
     box.acked([rows[0].id, rows[1].id])  # type: ignore[list-item]
-    assert box.put(event(3)).id is not None  # forgets e0 early instead of evicting the heartbeat
-    assert labels(box) == ["h2", "e3"] and box.stats().drops == {} and box.stats().lingering == 1
+    assert box.put(event(3)).id is not None  # the heartbeat makes room, not the events central may lack
+    assert labels(box) == ["e3"] and box.stats().drops == {("telemetry", "cap_evicted"): 1}
+    box.close()
+    again = make_outbox(max_bytes=300)
+    assert again.depth() == 3 and again.stats().awaiting_central == 2  # still waiting after a restart
 
 
 def test_refused_upload_is_dead_lettered_and_its_event_goes_without_it(make_outbox, tmp_path) -> None:

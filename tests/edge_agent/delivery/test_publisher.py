@@ -17,7 +17,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from edge_agent.config import parse_config
-from edge_agent.contract import Event, EvidenceKind, Heartbeat, OutboxHealth
+from edge_agent.contract import Acks, Event, EvidenceKind, Heartbeat, OutboxHealth, message_digest, utcnow
 from edge_agent.delivery.heartbeat import CameraSample, HeartbeatBuilder, LatencyWindow, cpu_temperature
 from edge_agent.delivery.items import (
     DropReason,
@@ -51,7 +51,7 @@ def config(tmp_path: Path, **over: Any) -> Any:
         "evidence_dir": str(tmp_path / "evidence"),
         "cameras": [{"id": "cam-1", "source": "rtsp://cam/1"}],
         "mqtt": {"max_inflight": 2, "reconnect_initial_s": 1.0, "reconnect_max_s": 8.0},
-        "outbox": {"republish_window_s": 30.0},
+        "outbox": {"ack_timeout_s": 30.0},
     }
     data.update(over)
     return parse_config(data)
@@ -167,7 +167,7 @@ class FakeInfo:
 @pytest.fixture
 def publisher(tmp_path: Path) -> Iterator[tuple[Publisher, list[tuple[str, bytes, int]], Clock]]:
     clock = Clock()
-    box = Outbox(tmp_path / "outbox.sqlite3", clock=clock, rng=lambda: 1.0, linger_s=30.0)
+    box = Outbox(tmp_path / "outbox.sqlite3", clock=clock, rng=lambda: 1.0, ack_timeout_s=30.0)
     pub = Publisher(config(tmp_path), MODEL, outbox=box, clock=clock, rng=lambda: 1.0)
     sent: list[tuple[str, bytes, int]] = []
 
@@ -185,7 +185,14 @@ def ack(pub: Publisher, mid: int, code: int = 0) -> None:
     pub.session._on_publish(pub.client, None, mid, ReasonCode(PacketTypes.PUBACK, identifier=code), None)  # type: ignore[arg-type]
 
 
-def test_window_is_bounded_and_rows_leave_only_when_acknowledged(publisher) -> None:
+def central_ack(pub: Publisher, payloads: list[bytes], node: str = "node-1") -> None:
+    """Central's end-to-end acknowledgement arriving on the node's acks topic (as paho hands it over)."""
+    msg = mqtt.MQTTMessage(topic=pub.topics.acks("node-1").encode())
+    msg.payload = Acks(node_id=node, digests=[message_digest(p) for p in payloads], at=utcnow()).to_json()
+    pub.session._on_message(pub.client, None, msg)
+
+
+def test_window_is_bounded_and_rows_leave_only_when_central_acknowledged(publisher) -> None:
     pub, sent, _clock = publisher
     pub.submit_many([(make_event(), ()) for _ in range(5)])
     pub._fill_window()
@@ -194,16 +201,24 @@ def test_window_is_bounded_and_rows_leave_only_when_acknowledged(publisher) -> N
     assert len(sent) == 2  # nothing more until an acknowledgement
     ack(pub, 1)
     pub._settle()
-    assert pub.pending == 4 and pub.stats.published == 1
+    # The broker's PUBACK frees the window but the row stays: only central's word removes it.
+    assert pub.pending == 5 and pub.stats.published == 1 and pub.outbox.stats().awaiting_central == 1
     pub._fill_window()
     assert len(sent) == 3
+    central_ack(pub, [sent[0][1], sent[1][1]])  # central may even be faster than the broker's PUBACK
+    pub._settle()
+    assert pub.pending == 3 and pub.stats.confirmed == 2 and pub.outbox.stats().awaiting_central == 0
+    central_ack(pub, [sent[2][1]], node="node-2")  # names another node: ignored
+    central_ack(pub, [sent[2][1]])
+    pub._settle()
+    assert pub.pending == 2 and pub.session.bad_acks == 1
 
 
 @pytest.mark.parametrize(
     ("code", "pending", "dead"),
     [
-        pytest.param(0x00, 0, 0, id="success"),
-        pytest.param(0x10, 0, 0, id="no-matching-subscribers-is-still-an-ack"),
+        pytest.param(0x00, 1, 0, id="success-awaits-central"),
+        pytest.param(0x10, 1, 0, id="no-matching-subscribers-is-still-an-ack"),
         pytest.param(0x97, 1, 0, id="quota-exceeded-retried"),
         pytest.param(0x87, 0, 1, id="not-authorized-dead-lettered"),
     ],
@@ -220,31 +235,55 @@ def test_mqtt5_puback_reason_codes(publisher, code: int, pending: int, dead: int
     )
 
 
-def test_after_a_connection_loss_recent_acknowledged_events_go_again(publisher) -> None:
+def test_flow_control_bounds_what_awaits_central(tmp_path: Path) -> None:
+    clock = Clock()
+    box = Outbox(tmp_path / "outbox.sqlite3", clock=clock, rng=lambda: 1.0)
+    cfg = config(tmp_path, mqtt={"max_inflight": 5}, outbox={"max_unconfirmed": 3})
+    pub = Publisher(cfg, MODEL, outbox=box, clock=clock, rng=lambda: 1.0)
+    sent: list[bytes] = []
+    pub.client.publish = lambda t, p, qos=0, retain=False: (sent.append(p), FakeInfo(len(sent)))[1]  # type: ignore[assignment,method-assign]
+    pub.session.connected.set()
+    pub.submit_many([(make_event(), ()) for _ in range(6)])
+    pub._fill_window()
+    assert len(sent) == 3  # the window of 5 is cut to what central may owe us
+    for mid in (1, 2, 3):
+        ack(pub, mid)
+    pub._settle()
+    pub._fill_window()
+    assert len(sent) == 3  # the broker took them, central has not: no more
+    central_ack(pub, sent[:2])
+    pub._settle()
+    pub._fill_window()
+    assert len(sent) == 5
+    box.close()
+
+
+def test_only_what_central_never_acknowledged_goes_again_and_reconnects_cost_nothing(publisher) -> None:
     pub, sent, clock = publisher
     pub.submit_many([(make_event(), ()) for _ in range(2)])
     pub._fill_window()
     ack(pub, 1)
     ack(pub, 2)
     pub._settle()
-    assert pub.pending == 0 and pub.outbox.stats().lingering == 2
+    central_ack(pub, [sent[0][1]])  # central committed the first; the broker lost the second
+    pub._settle()
     flags = mqtt.DisconnectFlags(is_disconnect_packet_from_server=False)
     pub.session._on_disconnect(
         pub.client, None, flags, ReasonCode(PacketTypes.DISCONNECT, identifier=0x80), None
     )
-    pub.session.connected.set()  # reconnected
-    pub._republish_acknowledged()
-    assert pub.pending == 2 and pub.stats.republished == 2
+    pub.session.connected.set()  # reconnected: no blind republishing
+    pub._republish_unconfirmed()
     pub._fill_window()
-    assert [p for _, p, _ in sent[2:]] == [p for _, p, _ in sent[:2]]  # the same bytes again
-    clock.now += 31.0  # past the republish window: forgotten for good after their next ack
+    assert len(sent) == 2 and pub.pending == 1
+    clock.now += 30.0  # central silent for ack_timeout_s: the second goes again, the same bytes
+    pub._republish_unconfirmed()
+    pub._fill_window()
+    assert pub.stats.republished == 1 and [p for _, p, _ in sent[2:]] == [sent[1][1]]
+    assert pub.outbox.stats().unconfirmed_resent == 1 and pub.stats.sent == 3
     ack(pub, 3)
-    ack(pub, 4)
+    central_ack(pub, [sent[2][1]])
     pub._settle()
-    pub._next_purge = 0.0
-    clock.now += 31.0
-    pub._settle()
-    assert pub.outbox.stats().lingering == 0
+    assert pub.pending == 0
 
 
 def test_reconnect_delays_grow_with_jitter_cap_and_reset(publisher) -> None:
@@ -278,7 +317,7 @@ def test_qos0_heartbeat_from_a_dead_connection_is_sent_again(publisher) -> None:
     assert len(sent) == 2 and sent[1] == sent[0]
     ack(pub, 2)
     pub._settle()
-    assert pub.pending == 0 and pub.outbox.stats().lingering == 0  # QoS 0 never lingers
+    assert pub.pending == 0 and pub.outbox.stats().awaiting_central == 0  # QoS 0 is done at the broker
 
 
 # -- heartbeats -----------------------------------------------------------------------------------------------
