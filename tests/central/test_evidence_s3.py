@@ -143,3 +143,17 @@ def test_evidence_is_uploaded_and_streamed_through_the_api(
         )
         r = client.get(f"/evidence/{sha}")
         assert r.status_code == 200 and r.content == JPEG and r.headers["content-type"] == "image/jpeg"
+
+
+def test_central_retention_purges_s3_objects_through_the_store(
+    location: S3Location, db: Database, tmp_path: Path, clock: FakeClock
+) -> None:
+    """issue 9's ``purge_evidence`` (cases, audit) deletes through ``store.delete``: objects go from S3 too."""
+    from central.retention import purge_evidence
+
+    store = S3EvidenceStore(location, tmp_path / "tmp", max_bytes=1 << 20, clock=clock)
+    upload(store, db, JPEG)
+    clock.advance(40 * 86_400)
+    with db.session() as session:
+        purged = purge_evidence(session, store, before=clock.now - timedelta(days=30), now=clock.now)
+    assert purged.deleted == 1 and not store.exists(hashlib.sha256(JPEG).hexdigest())
