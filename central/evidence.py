@@ -103,6 +103,10 @@ class EvidenceStore:
         check_sha256(sha256)
         return self.root / self.relative_path(sha256)
 
+    def delete(self, sha256: str) -> None:
+        """Remove the bytes of ``sha256`` (retention); absent bytes are fine."""
+        self.path_of(sha256).unlink(missing_ok=True)
+
     def begin(self) -> PendingUpload:
         """Start receiving an upload into a temp file on the same filesystem as the store."""
         self._tmp.mkdir(parents=True, exist_ok=True)

@@ -12,9 +12,9 @@ Configuration comes from the environment, never from files in the repository: ``
 unset), ``STREETWATCH_S3_REGION``, and the credentials boto3 reads itself (``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, an instance profile...).
 
-Retention (``apply_retention``) removes evidence stored before a cutoff, except what is locked by a case: the
-``locked`` hook returns the hashes a case holds (issue 9's cases plug in ``case_locked_hashes``); locked
-evidence is never deleted whatever its age.
+Retention: ``central.retention.purge_evidence`` (cases, audit) deletes through ``store.delete``, so it works on
+S3 too; ``apply_retention`` here is the same policy with an injectable ``locked`` hook (default: the hashes
+cases hold, ``central.cases.locked_evidence``). Locked evidence is never deleted whatever its age.
 """
 
 from __future__ import annotations
@@ -163,9 +163,10 @@ class S3EvidenceStore(EvidenceStore):
 
 
 def case_locked_hashes(session: Session) -> set[str]:
-    """Evidence hashes held by a case (never deleted by retention). No cases table yet: nothing is locked by
-    this default; issue 9's cases replace it (``apply_retention(..., locked=...)``)."""
-    return set()
+    """Evidence hashes held by a case (never deleted by retention): ``central.cases.locked_evidence``."""
+    from central.cases import locked_evidence
+
+    return set(locked_evidence(session))
 
 
 def apply_retention(

@@ -36,7 +36,7 @@ def purge_evidence(session: Session, store: EvidenceStore, *, before: datetime, 
         if row.sha256 in locked:
             kept += 1
             continue
-        store.path_of(row.sha256).unlink(missing_ok=True)
+        store.delete(row.sha256)  # a file, or an object in S3 (central/evidence_s3.py)
         freed += row.size
         deleted += 1
         session.delete(row)

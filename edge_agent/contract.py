@@ -651,6 +651,8 @@ class SignalMessage(_Strict):
         return cls.model_validate_json(payload)
 
 
+# -- end-to-end acknowledgements (central -> node on ``acks``) -------------------------------------------------
+
 SCHEMA_ACKS: Final = "streetwatch.acks/1"
 ACK_DIGEST_HEX: Final = 32
 MAX_ACK_DIGESTS: Final = 5000

@@ -9,8 +9,8 @@ from its node table; central is the only writer, so the files always say what th
   so central needs no Mosquitto binary. The passwords are 256-bit random strings, so the iteration count is not
   what protects them; it stays at Mosquitto's default because the broker pays it at every connect.
 * ``acl_file``: one ``user`` block per node with exact topics (events, status, heartbeat, config/applied, cmd/result
-  to write; config, cmd, acks and the signal feeds to read), and central's block (read everything under the
-  prefix, write config, cmd, acks and signal states).
+  to write; config, cmd, signals and acks to read), and central's block (read everything under the prefix, write
+  config, cmd, signals and acks).
   Exact topics rather than ``nodes/<id>/#``: a node cannot publish its own retained ``config`` or ``cmd``.
 * both are rendered deterministically (central's own hash uses a salt derived from its credentials), so several
   central processes regenerate byte-identical files and only a real change rewrites them and reloads the broker.
@@ -107,7 +107,7 @@ def node_acl(topics: Topics, node_id: str) -> tuple[list[str], list[str]]:
     write += [topics.config_applied(node_id), topics.cmd_result(node_id)]
     # Signal states are public facts of the street; a node reads every controller feed (it subscribes to the
     # ones its config names) but can publish none, so a compromised box cannot fake a red light.
-    return write, [topics.config(node_id), topics.cmd(node_id), topics.acks(node_id), topics.all_signals()]
+    return write, [topics.config(node_id), topics.cmd(node_id), topics.all_signals(), topics.acks(node_id)]
 
 
 def render_acl_file(topics: Topics, central_user: str, nodes: Iterable[NodeAccount]) -> str:

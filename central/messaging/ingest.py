@@ -237,8 +237,8 @@ class Ingestor:
         message of every event id; returns {index: ("event", INSERTED)} for the rows it created. Everything
         else (later phases, ids that exist, bad input) goes through ``_apply`` one message at a time."""
         now = self._clock()
-        firsts: dict[str, tuple[int, dict[str, Any]]] = {}
-        events: dict[str, Event] = {}
+        firsts: dict[str, tuple[int, Event, dict[str, Any]]] = {}
+        wards: dict[tuple[str, str], str | None] = {}
         for i, (topic, payload) in enumerate(messages):
             node = self._topics.node_of(topic)
             if node is None or topic != self._topics.events(node) or len(payload) > self.max_event_bytes:
@@ -250,22 +250,27 @@ class Ingestor:
             except ValidationError:
                 continue
             event_id = str(event.event_id)
-            if event.node_id == node and event_id not in firsts:
-                row = _new_event_row(event, now)
-                row.ward_id = camera_ward(session, node, event.camera_id, now)
-                firsts[event_id] = (i, _row_values(row))
-                events[event_id] = event
-                originals.mark_restricted(session, [(r.sha256, r.kind.value) for r in event.evidence], now)
+            if event.node_id != node or event_id in firsts:
+                continue
+            camera = (event.node_id, event.camera_id)
+            if camera not in wards:
+                wards[camera] = camera_ward(session, event.node_id, event.camera_id, now)
+            row = _new_event_row(event, now)
+            row.ward_id = wards[camera]
+            firsts[event_id] = (i, event, _row_values(row))
+            originals.mark_restricted(session, [(r.sha256, r.kind.value) for r in event.evidence], now)
         if not firsts:
             return {}
-        rows = [firsts[e][1] for e in sorted(firsts)]  # one lock order for every worker: fewer deadlocks
+        rows = [firsts[e][2] for e in sorted(firsts)]  # one lock order for every worker: fewer deadlocks
         if any(set(r) != set(rows[0]) for r in rows):
             return {}  # a column without a scalar default: leave it to the one-by-one path
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         statement = insert(EventRow).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
         created = set(session.execute(statement.returning(EventRow.event_id)).scalars())
-        for event_id in sorted(created):  # scoping and case export read evidence through these links
-            _link_evidence(session, event_id, set(), events[event_id].evidence)
+        for event_id in sorted(created):
+            _link_evidence(session, event_id, set(), firsts[event_id][1].evidence)
+        if created:
+            session.flush()
         return {firsts[e][0]: ("event", IngestResult.INSERTED) for e in created}
 
     def _standing(self, session: Session, messages: Sequence[tuple[str, bytes]]) -> dict[str, str | None]:
@@ -336,10 +341,13 @@ class Ingestor:
         # Restrict originals first: an event may name a hash before its bytes arrive (conservative even for a
         # message that turns out stale or conflicting: it only hides bytes).
         originals.mark_restricted(session, [(r.sha256, r.kind.value) for r in event.evidence], now)
+        # The database decides who inserts (INSERT ... ON CONFLICT DO NOTHING): of two workers racing on one
+        # id exactly one creates the row; the other finds it below, locked, and applies the phase order.
         new = _new_event_row(event, now)
         new.ward_id = camera_ward(session, event.node_id, event.camera_id, now)
         if _insert_if_new(session, new):
             _link_evidence(session, new.event_id, set(), event.evidence)
+            session.flush()
             return IngestResult.INSERTED
         row = session.get(EventRow, str(event.event_id), with_for_update=True)
         if row is None:  # cannot happen: the insert found a conflicting row in this transaction

@@ -22,7 +22,9 @@ from central.db.session import Database
 from central.evidence import EvidenceError
 from central.evidence_s3 import S3EvidenceStore, S3Location, apply_retention, make_client
 from central.settings import Settings
+from edge_agent.contract import EvidenceRef
 from tests.central.conftest import ADMIN_PASSWORD, NODE_TOKEN, FakeClock
+from tests.central.factories import TOPICS, make_event
 from tests.conftest import free_port, wait_until
 
 JPEG = b"\xff\xd8\xff\xe0" + b"kerbside " * 500 + b"\xff\xd9"
@@ -121,11 +123,19 @@ def test_evidence_is_uploaded_and_streamed_through_the_api(
         s3_bucket=location.bucket, s3_prefix=location.prefix, s3_endpoint_url=location.endpoint_url
     )
     sha = hashlib.sha256(JPEG).hexdigest()
-    with TestClient(create_app(settings)) as client:
+    app = create_app(settings)
+    with TestClient(app) as client:
         node = {"Authorization": f"Bearer {NODE_TOKEN}", "Content-Type": "image/jpeg"}
         assert client.put(f"/api/v1/evidence/{sha}", content=JPEG, headers=node).status_code == 201
         bad = client.put(f"/api/v1/evidence/{'0' * 64}", content=JPEG, headers=node)
         assert bad.status_code == 422
+        # An event references the bytes: who may read the event may read its evidence.
+        event = make_event(
+            evidence=[
+                EvidenceRef(kind="snapshot_annotated", sha256=sha, content_type="image/jpeg", size=len(JPEG))
+            ]
+        )
+        app.state.central.ingestor.ingest(TOPICS.events("node-1"), event.to_json())
         assert client.get(f"/evidence/{sha}").status_code == 401  # not logged in
         assert (
             client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD}).status_code
@@ -133,3 +143,17 @@ def test_evidence_is_uploaded_and_streamed_through_the_api(
         )
         r = client.get(f"/evidence/{sha}")
         assert r.status_code == 200 and r.content == JPEG and r.headers["content-type"] == "image/jpeg"
+
+
+def test_central_retention_purges_s3_objects_through_the_store(
+    location: S3Location, db: Database, tmp_path: Path, clock: FakeClock
+) -> None:
+    """issue 9's ``purge_evidence`` (cases, audit) deletes through ``store.delete``: objects go from S3 too."""
+    from central.retention import purge_evidence
+
+    store = S3EvidenceStore(location, tmp_path / "tmp", max_bytes=1 << 20, clock=clock)
+    upload(store, db, JPEG)
+    clock.advance(40 * 86_400)
+    with db.session() as session:
+        purged = purge_evidence(session, store, before=clock.now - timedelta(days=30), now=clock.now)
+    assert purged.deleted == 1 and not store.exists(hashlib.sha256(JPEG).hexdigest())

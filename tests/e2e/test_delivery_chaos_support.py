@@ -130,6 +130,7 @@ class CentralProcess:
         client = httpx.Client(base_url=self.url, timeout=30)
         r = client.post("/api/v1/login", json={"username": "admin", "password": ADMIN_PASSWORD})
         assert r.status_code == 200, r.text
+        client.headers["X-CSRF-Token"] = r.json()["csrf_token"]  # every JSON write sends it
         return client
 
     def health(self) -> dict[str, Any]:

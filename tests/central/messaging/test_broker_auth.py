@@ -81,8 +81,8 @@ def test_rendered_files_grant_each_node_only_its_own_topics() -> None:
         "topic write city/v1/nodes/node-a/cmd/result",
         "topic read city/v1/nodes/node-a/config",
         "topic read city/v1/nodes/node-a/cmd",
-        "topic read city/v1/nodes/node-a/acks",
         "topic read city/v1/signals/+",
+        "topic read city/v1/nodes/node-a/acks",
     ]
     assert blocks[3][0] == "user node-b" and len(blocks) == 4
 
