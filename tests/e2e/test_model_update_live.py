@@ -25,6 +25,7 @@ import httpx
 import onnxruntime as ort
 import pytest
 import yaml
+from sqlalchemy import create_engine, text
 
 from tests.conftest import wait_until
 from tests.e2e.stall_model import build_stall_model
@@ -155,15 +156,22 @@ def test_models_are_swapped_refused_and_rolled_back_on_a_running_agent(
         lambda: fleet_model(admin, node) == (new_sha, "online"), timeout_s=30, message="heartbeat model"
     )
 
-    def new_model_events() -> list[dict[str, Any]]:
-        rows = admin.get("/api/v1/events", params={"limit": 200}).json()
+    engine = create_engine(f"sqlite:///{tmp / 'central.db'}")  # central's own rows, as ingested
+
+    def new_model_events() -> list[tuple[str, str]]:
+        with engine.connect() as c:
+            rows = c.execute(
+                text("SELECT model_name, observed_at FROM events WHERE model_sha256 = :sha"), {"sha": new_sha}
+            ).all()
         return [
-            e for e in rows
-            if e["model"]["sha256"] == new_sha and datetime.fromisoformat(e["observed_at"]) > before_swap
-        ]  # fmt: skip
+            (r[0], str(r[1]))
+            for r in rows
+            if datetime.fromisoformat(str(r[1])).replace(tzinfo=UTC) > before_swap
+        ]
 
     events = wait_until(new_model_events, timeout_s=180, interval_s=1, message="an event from the new model")
-    assert all(e["model"]["name"] == MODEL_320.name for e in events)
+    engine.dispose()
+    assert all(name == MODEL_320.name for name, _ in events)
     log = (tmp / "agent.log").read_text()
     assert "detector swapped" in log and "restart" not in log.lower().split("detector swapped")[-1][:2000]
 

@@ -28,6 +28,7 @@ class FakeDetector:
     def __init__(self, name: str, *, fail: bool = False, block: threading.Event | None = None) -> None:
         self.model_name, self.model_sha256 = name, hashlib.sha256(name.encode()).hexdigest()
         self.fail, self.block, self.calls = fail, block, 0
+        self.backend_name, self.backend_version = "fake", "1"
 
     def detect(self, images: Sequence[Image]) -> list[Detections]:
         self.calls += 1
