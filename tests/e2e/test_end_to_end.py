@@ -149,7 +149,7 @@ def test_kerbside_stopping_reaches_the_officer_and_is_decided(central: Central, 
     def stored() -> list[dict[str, object]]:
         r = client.get("/api/v1/events", params={"type": "illegal_stopping", "status": "all"})
         r.raise_for_status()
-        events: list[dict[str, object]] = r.json()
+        events: list[dict[str, object]] = r.json()["events"]  # one keyset page (the queue's API)
         return events
 
     wait_until(lambda: len(stored()) > 0, timeout_s=30, message="events stored at central")
@@ -190,11 +190,15 @@ def test_kerbside_stopping_reaches_the_officer_and_is_decided(central: Central, 
 
     # An officer confirms one over HTTP; the decision is stored with who and when.
     target = starts[0]["event_id"]
-    r = client.post(f"/api/v1/events/{target}/decision", json={"decision": "confirm", "reason": "kerb, 5 s+"})
+    version = client.get(f"/api/v1/events/{target}").json()["version"]  # a decision names the version it saw
+    r = client.post(
+        f"/api/v1/events/{target}/decision",
+        json={"decision": "confirm", "reason": "kerb, 5 s+", "version": version},
+    )
     assert r.status_code == 200, r.text
     detail = client.get(f"/api/v1/events/{target}").json()
     assert detail["review_status"] == "confirmed"
     (decision,) = detail["decisions"]
     assert decision["decision"] == "confirm" and decision["username"] == "admin" and decision["decided_at"]
     pending = client.get("/api/v1/events", params={"status": "pending", "type": "illegal_stopping"}).json()
-    assert target not in {e["event_id"] for e in pending}
+    assert target not in {e["event_id"] for e in pending["events"]}
