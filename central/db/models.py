@@ -480,7 +480,3 @@ class AppendOnlyError(RuntimeError):
 @event.listens_for(AuditRow, "before_delete")
 def _refuse_audit_change(mapper: Mapper[AuditRow], connection: object, target: AuditRow) -> None:
     raise AppendOnlyError("audit_log is append-only; rows may not be updated or deleted")
-
-
-# Wards, cameras, claims history, cases (issue 9) live in their own module on the same metadata.
-from central.db import wards as _wards  # noqa: E402, F401

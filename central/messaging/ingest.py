@@ -39,7 +39,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
@@ -54,6 +53,7 @@ from central.db.models import DeadLetterRow, EventRow, NodeRow, NodeStatusRow, R
 from central.db.session import Database
 from central.db.wards import CameraRow, EventEvidenceRow, EventHistoryRow
 from central.messaging.node_health import NodeHealth
+from central.messaging.results import IngestResult as IngestResult  # re-exported: callers import it from here
 from edge_agent.contract import Event, EvidenceRef, Heartbeat, NodeState, NodeStatus, Phase, Topics, utcnow
 
 log = logging.getLogger(__name__)
@@ -66,17 +66,6 @@ MAX_DEAD_LETTER_BYTES = 64 * 1024
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 BATCH_ATTEMPTS = 6
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "55P03"})  # deadlock, serialization failure, lock timeout
-
-
-class IngestResult(StrEnum):
-    """What ingesting one message did."""
-
-    INSERTED = "inserted"
-    UPDATED = "updated"
-    DUPLICATE = "duplicate"  # same message again (QoS 1 redelivery): nothing changed
-    STALE = "stale"  # an older phase/status than the one stored arrived late: nothing changed
-    HISTORY = "history"  # a newer phase of a decided event: kept as history, decided facts unchanged
-    DEAD_LETTER = "dead_letter"
 
 
 class IngestCounters:

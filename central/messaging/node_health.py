@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from central.messaging.results import IngestResult
 from edge_agent.contract import Heartbeat
-
-if TYPE_CHECKING:
-    from central.messaging.ingest import IngestResult
 
 
 class NodeHealth:
@@ -25,8 +22,6 @@ class NodeHealth:
         self._latest: dict[str, tuple[Heartbeat, datetime]] = {}
 
     def observe(self, beat: Heartbeat, received_at: datetime) -> IngestResult:
-        from central.messaging.ingest import IngestResult  # ingest imports this module
-
         """Keep ``beat`` if it is newer than the one held (a spooled heartbeat may arrive late)."""
         with self._lock:
             held = self._latest.get(beat.node_id)
