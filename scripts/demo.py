@@ -63,7 +63,15 @@ def _enroll(url: str, admin_password: str, config: Path, env: dict[str, str]) ->
     with httpx.Client(base_url=url, timeout=30) as admin:
         r = admin.post("/api/v1/login", json={"username": "admin", "password": admin_password})
         r.raise_for_status()
-        token = admin.post("/api/v1/enrollment-tokens").json()["token"]
+        admin.headers["X-CSRF-Token"] = r.json()["csrf_token"]  # every JSON write carries it
+        answer = admin.post("/api/v1/enrollment-tokens")
+        if answer.status_code >= 300:
+            print(
+                f"demo: central refused an enrollment token: {answer.status_code} {answer.text}",
+                file=sys.stderr,
+            )
+            return False
+        token = answer.json()["token"]
     args = ["--central", url, "--token", "-", "--node-name", cfg.node_id, "--state-dir", str(folder)]
     done = subprocess.run(
         [sys.executable, "-m", "edge_agent.node.cli", "enroll", *args],
