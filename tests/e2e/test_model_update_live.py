@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import numpy as np
 import onnxruntime as ort
 import pytest
 import yaml
@@ -131,6 +132,17 @@ def install(admin: httpx.Client, sha: str, node: str, **args: float) -> dict[str
     return dict(wait_until(final, timeout_s=300, interval_s=0.5, message=f"the model command {request_id}"))
 
 
+def _time_one_call(model: Path) -> float:
+    """Seconds one inference of ``model`` takes in this process (after a warm-up call)."""
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    spec = session.get_inputs()[0]
+    feed = {spec.name: np.zeros(spec.shape, dtype=np.float32)}
+    session.run(None, feed)
+    started = time.perf_counter()
+    session.run(None, feed)
+    return time.perf_counter() - started
+
+
 def fleet_model(admin: httpx.Client, node: str) -> tuple[str | None, str | None]:
     """(model in the heartbeat/status, liveness) as the fleet page shows them."""
     found = {n["node_id"]: n for n in admin.get("/api/v1/fleet").json()}[node]
@@ -189,9 +201,12 @@ def test_models_are_swapped_refused_and_rolled_back_on_a_running_agent(
     # 3. a model that loads and passes its trial run but stalls the detector loop: rolled back by the node
     names = dict(ort.InferenceSession(str(MODEL_640)).get_modelmeta().custom_metadata_map)["names"]
     slow = build_stall_model(tmp / "stall.onnx", names, iterations=40)
+    # How slow "slow" is depends on the machine and its load: time one call here and call a detector call a
+    # stall at a third of that, so every call of this model stalls (a fixed 2 s did not on an idle machine).
+    stall_s = round(max(0.3, _time_one_call(slow) / 3), 2)
     stall = upload(admin, slow, "yolo-stall.onnx")
     started = time.monotonic()
-    failed = install(admin, stall["sha256"], node, stall_s=2, watch_s=60)
+    failed = install(admin, stall["sha256"], node, stall_s=stall_s, watch_s=60)
     assert failed["state"] == "failed", failed
     assert failed["reason"].startswith(
         f"RuntimeError: rolled back to {MODEL_320.name}: the detector loop stalled"
